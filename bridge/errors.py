@@ -94,3 +94,26 @@ class ModemError(BridgeError):
 
 class DatagramTooLarge(InvalidRequest):
     """A datagram or message does not fit in the modem's 512-byte limit."""
+
+
+class MalformedUrc(BridgeError):
+    """An unsolicited line from the modem does not follow its documented form.
+
+    `line` is the offending line, `reason` what is wrong with it. The driver counts,
+    logs and drops such lines; it never lets one stop the engine.
+    """
+
+    def __init__(self, line: str, reason: str) -> None:
+        self.line = line
+        self.reason = reason
+        shown = line if len(line) <= 80 else f"{line[:77]}..."
+        super().__init__(f"malformed modem line ({reason}): {shown!r}")
+
+
+class UnexpectedReply(ModemUnavailable):
+    """The modem answered a command with information lines the driver cannot read."""
+
+
+class CoapProtocolError(BridgeError):
+    """The CoAP server broke the protocol mid-exchange (a block-wise transfer that does
+    not add up, a resource that changed between blocks...)."""

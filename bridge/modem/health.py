@@ -1,0 +1,43 @@
+"""Health readings of the L610 driver, as published in the bridge's health object."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ModemIdentity:
+    """What bring-up learns about the modem and its network attachment."""
+
+    model: str
+    firmware: str
+    imei: str
+    rssi_dbm: int | None
+    registered: bool
+    ip: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModemHealth:
+    """A snapshot of the driver: the `modem` member of the MQTT health object.
+
+    `state` says in words why the modem is not ready (or "ready"); `generation` counts
+    resets and port losses, every coap_id of an older generation being gone.
+    """
+
+    port: str
+    model: str
+    firmware: str
+    imei: str
+    ready: bool
+    registered: bool
+    rssi_dbm: int | None
+    ip: str | None
+    resets: int
+    malformed_urcs: int
+    datagrams_in: int
+    generation: int
+    state: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)

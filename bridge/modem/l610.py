@@ -1,0 +1,487 @@
+"""The Fibocom L610 driver: bring-up, GTCOAP client instances, datagrams, reset recovery.
+
+`async with L610(at) as modem:` runs bring-up (see `bridge.modem.bringup`) and starts a
+supervisor task. The supervisor treats a modem reset as a normal state: boot lines
+(`RDY`, `+CPIN: ...`, `+CFUN: 1`) arriving unsolicited, the port vanishing, commands
+echoed again (echo is back on after a reset, so any echo counted by the engine since
+`ATE0` means one), the modem forgetting `AT+CMEE=2` (seen by a periodic probe) or no
+longer answering all mean every client instance is gone. The driver then bumps
+`generation`, tells the reset listeners once, and runs bring-up again with backoff until
+it succeeds; meanwhile `ready` is false and every operation raises `ModemUnavailable` at
+once.
+
+The modem does no CoAP: `send` hands it one datagram, `+GTCOAPDATA` URCs hand back
+whatever arrives, validated, to the datagram handler with their coap_id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from types import TracebackType
+
+from bridge.at.engine import AtEngine
+from bridge.errors import (
+    AtTimeout,
+    BridgeError,
+    MalformedUrc,
+    ModemUnavailable,
+    PortLost,
+    UnexpectedReply,
+)
+from bridge.modem.bringup import BringUp
+from bridge.modem.codec import (
+    COAP_CLOSE_PREFIX,
+    COAP_DATA_PREFIX,
+    MIPCALL_PREFIX,
+    REGISTERED_STATES,
+    Datagram,
+    format_close,
+    format_open,
+    format_send,
+    parse_coap_data,
+    parse_csq,
+    parse_free_ids,
+    parse_mipcall,
+    parse_open,
+    parse_registration,
+)
+from bridge.modem.health import ModemHealth, ModemIdentity
+
+logger = logging.getLogger(__name__)
+
+DatagramHandler = Callable[[Datagram], None]
+ResetListener = Callable[[], None]
+
+# Lines a booting L610 prints on its own; any of them outside a reply means it restarted.
+_BOOT_LINES = frozenset({"RDY", "+CFUN: 1"})
+_BOOT_PREFIXES = ("+CPIN:", "+CFUN:")
+# Consecutive probe timeouts after which a silent modem is treated as reset.
+_PROBE_TIMEOUTS_BEFORE_RESET = 3
+
+
+class L610:
+    """One L610 modem behind an `AtEngine`; see the module docstring."""
+
+    def __init__(
+        self,
+        at: AtEngine,
+        *,
+        apn: str = "",
+        command_timeout: float = 5.0,
+        registration_timeout: float = 60.0,
+        pdp_timeout: float = 30.0,
+        probe_interval: float = 30.0,
+        retry_initial: float = 0.5,
+        retry_max: float = 30.0,
+        boot_settle: float = 0.3,
+    ) -> None:
+        self._at = at
+        self._command_timeout = command_timeout
+        self._probe_interval = probe_interval
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._boot_settle = boot_settle
+        self._bring_up = BringUp(
+            at,
+            apn=apn,
+            command_timeout=command_timeout,
+            registration_timeout=registration_timeout,
+            pdp_timeout=pdp_timeout,
+        )
+        self._identity = ModemIdentity("", "", "", None, registered=False, ip=None)
+        self._ready = False
+        self._ready_event = asyncio.Event()
+        # Set when something suggests the modem restarted; the supervisor reacts.
+        self._trouble = asyncio.Event()
+        # True while no instance can exist (before bring-up completes): a reset then
+        # costs nothing and does not start a new generation.
+        self._lost = True
+        self._closed = False
+        self._state = "starting"
+        self._generation = 0
+        self._resets = 0
+        self._malformed_urcs = 0
+        self._datagrams_in = 0
+        self._last_boot_line = 0.0
+        self._probe_timeouts = 0
+        self._echoes_at_ready = 0
+        self._datagram_handler: DatagramHandler | None = None
+        self._reset_listeners: list[ResetListener] = []
+        self._close_lock = asyncio.Lock()
+        self._close_waiter: asyncio.Future[str] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> L610:
+        at = self._at
+        at.add_urc_handler(COAP_DATA_PREFIX, self._on_coap_data)
+        at.add_urc_handler(COAP_CLOSE_PREFIX, self._on_close_confirmation)
+        at.add_urc_handler(MIPCALL_PREFIX, self._on_pdp_urc)
+        for prefix in _BOOT_PREFIXES:
+            at.add_urc_handler(prefix, self._on_boot_line)
+        at.add_unsolicited_handler(self._on_unsolicited)
+        at.add_connection_handler(self._on_connection)
+        self._state = "bring-up"
+        try:
+            await self._bring_up_once()
+        except BaseException:
+            self._closed = True
+            raise
+        self._supervisor = asyncio.create_task(self._supervise(), name=f"l610-supervisor {at.port}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # The engine keeps our handlers (it has no removal); `_closed` turns them off.
+        self._closed = True
+        self._set_not_ready("closed")
+        self._fail_close_waiter("the driver was closed")
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+
+    # -- state ------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def generation(self) -> int:
+        """Bumped on each reset or port loss: every coap_id opened before is gone."""
+        return self._generation
+
+    @property
+    def port(self) -> str:
+        return self._at.port
+
+    # The contract's signature; the limit is enforced with asyncio.timeout below.
+    async def wait_ready(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ready_event.wait()
+        except TimeoutError:
+            raise ModemUnavailable(
+                f"modem on {self.port} not ready after {timeout:g} s ({self._state})"
+            ) from None
+
+    def health(self) -> ModemHealth:
+        identity = self._identity
+        return ModemHealth(
+            port=self.port,
+            model=identity.model,
+            firmware=identity.firmware,
+            imei=identity.imei,
+            ready=self._ready,
+            registered=identity.registered and self._ready,
+            rssi_dbm=identity.rssi_dbm,
+            ip=identity.ip if self._ready else None,
+            resets=self._resets,
+            malformed_urcs=self._malformed_urcs,
+            datagrams_in=self._datagrams_in,
+            generation=self._generation,
+            state=self._state,
+        )
+
+    def set_datagram_handler(self, handler: DatagramHandler) -> None:
+        self._datagram_handler = handler
+
+    def add_reset_listener(self, handler: ResetListener) -> None:
+        self._reset_listeners.append(handler)
+
+    # -- client instances -------------------------------------------------------------
+
+    async def open(self, host: str, port: int) -> int:
+        """Create a client instance bound to (host, port); returns its coap_id."""
+        command = format_open(host, port)
+        generation = self._require_ready(f"open an instance to {host}:{port}")
+        coap_id = parse_open(await self._command(command))
+        if generation != self._generation:
+            raise ModemUnavailable(
+                f"modem on {self.port} was reset while opening an instance to {host}:{port}"
+            )
+        logger.info("opened coap_id=%d to %s:%d on %s", coap_id, host, port, self.port)
+        return coap_id
+
+    async def send(self, coap_id: int, datagram: bytes) -> None:
+        """Hand one datagram to instance `coap_id`; OK means it left, not that it arrived."""
+        # Hot path: one formatted string, one round trip, nothing else.
+        command = format_send(coap_id, datagram)
+        if not self._ready:
+            raise self._not_ready(f"send on coap_id={coap_id}")
+        await self._command(command)
+
+    async def close(self, coap_id: int) -> None:
+        """Free instance `coap_id`, waiting for the `+GTCOAPCLOSE: 1` that trails the OK."""
+        self._require_ready(f"close coap_id={coap_id}")
+        # The confirmation carries no id, so closes run one at a time to pair them.
+        async with self._close_lock:
+            waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            self._close_waiter = waiter
+            try:
+                lines = await self._command(format_close(coap_id))
+                early = [line for line in lines if line.startswith(COAP_CLOSE_PREFIX)]
+                confirmation = early[0] if early else await self._wait_close(coap_id, waiter)
+            finally:
+                self._close_waiter = None
+        result = confirmation[len(COAP_CLOSE_PREFIX) :].strip()
+        if result != "1":
+            logger.warning("coap_id=%d close confirmed with %r on %s", coap_id, result, self.port)
+        else:
+            logger.info("closed coap_id=%d on %s", coap_id, self.port)
+
+    async def free_instance_ids(self) -> list[int]:
+        """Ids the modem can still open (`AT+GTCOAPOPEN?`); [] when none is free."""
+        self._require_ready("list free instances")
+        return parse_free_ids(await self._command("AT+GTCOAPOPEN?"))
+
+    async def _command(self, command: str) -> list[str]:
+        try:
+            return await self._at.command(command, timeout=self._command_timeout)
+        finally:
+            # ATE0 is part of bring-up: an echo seen since means the modem restarted
+            # without a boot line reaching us (two attribute reads, fine on the hot path).
+            if self._at.stats.echoes != self._echoes_at_ready and self._ready:
+                self._declare_lost("modem echoes commands again (echo is back on): it restarted")
+
+    async def _wait_close(self, coap_id: int, waiter: asyncio.Future[str]) -> str:
+        try:
+            async with asyncio.timeout(self._command_timeout):
+                return await waiter
+        except TimeoutError:
+            raise AtTimeout(
+                f"modem on {self.port} answered OK to AT+GTCOAPCLOSE={coap_id} but sent no "
+                f"+GTCOAPCLOSE confirmation within {self._command_timeout:g} s"
+            ) from None
+
+    def _require_ready(self, what: str) -> int:
+        if not self._ready:
+            raise self._not_ready(what)
+        return self._generation
+
+    def _not_ready(self, what: str) -> ModemUnavailable:
+        return ModemUnavailable(f"modem on {self.port} is not ready ({self._state}); cannot {what}")
+
+    # -- engine callbacks (called by the engine, on the event loop) ---------------------
+
+    def _on_coap_data(self, line: str) -> None:
+        if self._closed:
+            return
+        try:
+            datagram = parse_coap_data(line)
+        except MalformedUrc as exc:
+            self._malformed_urcs += 1
+            logger.warning(
+                "dropped %s on %s (malformed_urcs=%d)", exc, self.port, self._malformed_urcs
+            )
+            return
+        self._datagrams_in += 1
+        handler = self._datagram_handler
+        if handler is None:
+            logger.debug("no datagram handler; dropped datagram for coap_id=%d", datagram.coap_id)
+            return
+        try:
+            handler(datagram)
+        except Exception:
+            # A bug above must not stop the engine's reader from delivering the next line.
+            logger.exception("datagram handler failed for coap_id=%d", datagram.coap_id)
+
+    def _on_close_confirmation(self, line: str) -> None:
+        waiter = self._close_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(line)
+        else:
+            logger.debug("unexpected %r on %s (no close waiting)", line, self.port)
+
+    def _on_pdp_urc(self, line: str) -> None:
+        if self._closed or self._bring_up.on_pdp_urc(line):
+            return
+        try:
+            state = parse_mipcall(line)
+        except UnexpectedReply:
+            logger.warning("unreadable %r on %s", line, self.port)
+            return
+        if not state.active and self._ready:
+            # Instances ride on the PDP context: when the network drops it they are gone.
+            self._declare_lost("the network released the PDP context (+MIPCALL: 0)")
+
+    def _on_boot_line(self, line: str) -> None:
+        if self._closed:
+            return
+        logger.warning("modem on %s printed boot line %r: it restarted", self.port, line)
+        self._last_boot_line = asyncio.get_running_loop().time()
+        self._declare_lost(f"modem restarted ({line!r}); bring-up pending")
+
+    def _on_unsolicited(self, line: str) -> None:
+        if line.strip() in _BOOT_LINES:
+            self._on_boot_line(line.strip())
+        elif not self._closed:
+            logger.debug("ignored unsolicited line %r on %s", line[:80], self.port)
+
+    def _on_connection(self, connected: bool) -> None:
+        if self._closed:
+            return
+        if connected:
+            logger.info("port %s is back; running bring-up", self.port)
+            self._trouble.set()
+        else:
+            self._declare_lost("port lost; waiting for it to come back")
+
+    # -- reset handling ---------------------------------------------------------------
+
+    def _set_not_ready(self, state: str) -> None:
+        self._ready = False
+        self._ready_event.clear()
+        self._state = state
+
+    def _fail_close_waiter(self, reason: str) -> None:
+        waiter = self._close_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ModemUnavailable(f"modem on {self.port}: {reason}"))
+
+    def _declare_lost(self, reason: str) -> None:
+        self._set_not_ready(reason)
+        self._trouble.set()
+        self._fail_close_waiter(reason)
+        if self._lost:
+            return
+        self._lost = True
+        self._generation += 1
+        self._resets += 1
+        logger.warning(
+            "modem on %s: %s; every coap instance is lost (generation %d)",
+            self.port,
+            reason,
+            self._generation,
+        )
+        for listener in list(self._reset_listeners):
+            try:
+                listener()
+            except Exception:
+                logger.exception("reset listener failed on %s", self.port)
+
+    async def _bring_up_once(self) -> None:
+        """Run bring-up until one pass completes with no boot line or port change during it."""
+        while True:
+            self._trouble.clear()
+            identity = await self._bring_up.run()
+            if not self._trouble.is_set():
+                break
+            # The modem restarted under us (or printed the rest of its boot lines):
+            # what the pass set may be gone, so it runs again.
+            await self._settle()
+        self._identity = identity
+        self._lost = False
+        self._ready = True
+        self._probe_timeouts = 0
+        self._echoes_at_ready = self._at.stats.echoes
+        self._state = "ready"
+        self._ready_event.set()
+        logger.info(
+            "modem on %s ready: %s %s imei %s, rssi %s dBm, ip %s",
+            self.port,
+            identity.model,
+            identity.firmware,
+            identity.imei,
+            identity.rssi_dbm,
+            identity.ip,
+        )
+
+    async def _settle(self) -> None:
+        """Let a booting modem finish its boot lines before talking to it."""
+        loop = asyncio.get_running_loop()
+        while True:
+            quiet = loop.time() - self._last_boot_line
+            if quiet >= self._boot_settle:
+                return
+            await asyncio.sleep(self._boot_settle - quiet)
+
+    async def _supervise(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self._probe_interval):
+                    await self._trouble.wait()
+            except TimeoutError:
+                if self._ready:
+                    await self._probe()
+                continue
+            await self._recover()
+
+    async def _probe(self) -> None:
+        try:
+            await self._check_health()
+        except Exception:
+            # The probe is advisory: a bug in it must not end reset supervision.
+            logger.exception("health probe crashed on %s", self.port)
+
+    async def _recover(self) -> None:
+        delay = self._retry_initial
+        while True:
+            if not self._at.connected:
+                self._state = "port lost; waiting for it to come back"
+                await self._at.wait_connected()
+            await self._settle()
+            self._state = "bring-up after a modem reset"
+            try:
+                await self._bring_up_once()
+                return
+            except BridgeError as exc:
+                failure = str(exc)
+            except Exception as exc:
+                # Keep the supervisor alive whatever a bug raises; the log says what.
+                logger.exception("bring-up crashed on %s", self.port)
+                failure = repr(exc)
+            self._state = f"bring-up failed ({failure}); retrying in {delay:g} s"
+            logger.warning("modem on %s: %s", self.port, self._state)
+            # A port coming back or new boot lines cut the wait short.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._trouble.wait()
+            delay = min(delay * 2, self._retry_max)
+
+    async def _check_health(self) -> None:
+        """Refresh signal and registration, and check the modem kept bring-up's settings.
+
+        A reset with no boot line seen (lost in a reply, or a port that never dropped)
+        shows as CMEE back at its default; a hung modem as repeated timeouts.
+        """
+        try:
+            cmee = await self._command("AT+CMEE?")
+            rssi_dbm = parse_csq(await self._command("AT+CSQ"))
+            stat = parse_registration(await self._command("AT+CEREG?"), "+CEREG:")
+        except AtTimeout:
+            self._probe_timeouts += 1
+            if self._probe_timeouts >= _PROBE_TIMEOUTS_BEFORE_RESET:
+                self._declare_lost(
+                    f"modem stopped answering ({self._probe_timeouts} probes timed out)"
+                )
+            return
+        except PortLost:
+            return  # The connection handler reports it.
+        except BridgeError as exc:
+            logger.warning("health probe failed on %s: %s", self.port, exc)
+            return
+        self._probe_timeouts = 0
+        if not any(line.replace(" ", "") == "+CMEE:2" for line in cmee):
+            self._declare_lost(
+                f"modem lost its settings (AT+CMEE? answered {cmee!r}): it restarted"
+            )
+            return
+        identity = self._identity
+        self._identity = ModemIdentity(
+            identity.model,
+            identity.firmware,
+            identity.imei,
+            rssi_dbm,
+            registered=stat in REGISTERED_STATES,
+            ip=identity.ip,
+        )
