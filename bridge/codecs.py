@@ -1,0 +1,232 @@
+"""Content-format codecs: payload bytes <-> JSON values, per the MQTT contract.
+
+Pure functions. Content formats are CoAP numbers (RFC 7252 §12.3); names come from
+aiocoap's copy of the IANA registry, so `"application/json"` is 50 and
+`"text/plain;charset=utf-8"` is 0.
+
+Decoding a CBOR response yields values JSON cannot hold; they are converted so the
+result always survives `json.dumps(..., allow_nan=False)`:
+
+- byte strings become `"hex:<lowercase hex>"` (the same spelling requests use for
+  opaque option values; a CBOR text string that happens to start with `hex:` looks
+  the same, which is the price of staying plain JSON),
+- map keys that are not text become their JSON text (`1` -> `"1"`, bytes -> `"hex:.."`),
+- NaN and the infinities become the strings `"NaN"`, `"Infinity"`, `"-Infinity"`,
+- tags become `{"tag": <number>, "value": <converted value>}`, except the ones cbor2
+  decodes itself (date/time -> ISO 8601 string, bignum -> int, decimal, fraction,
+  UUID, IP address... -> their `str()`),
+- `undefined` becomes null, simple values their number, sets a list.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import io
+import json
+import math
+from enum import Enum, StrEnum
+from typing import cast
+
+import cbor2
+from aiocoap.numbers import ContentFormat
+
+JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
+
+HEX_PREFIX = "hex:"
+
+# Names people write that the registry spells differently (RFC 7252 §12.3 registers
+# text/plain only with its charset).
+_NAME_ALIASES = {"text/plain": 0}
+
+
+class PayloadEncoding(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+    BASE64 = "base64"
+    HEX = "hex"
+
+
+class Family(Enum):
+    """How a content format's payload is read and written."""
+
+    JSON = "json"
+    CBOR = "cbor"
+    TEXT = "text"
+    OPAQUE = "opaque"
+
+
+def media_type(number: int) -> str | None:
+    """The registered media type (with parameters) of a content format, if known."""
+    content_format = ContentFormat(number)
+    if not content_format.is_known():
+        return None
+    name = str(content_format.media_type)
+    encoding = str(content_format.encoding)
+    # Keep the content-coding visible: 11050 is deflated JSON, not JSON.
+    return name if encoding == "identity" else f"{name}; encoding={encoding}"
+
+
+def content_format_number(value: object) -> int:
+    """A content format given by name or number, as its number.
+
+    Raises ValueError with a message fit for the requester.
+    """
+    if isinstance(value, bool):
+        raise ValueError("must be a media type name or a number, not a boolean")
+    if isinstance(value, int):
+        if 0 <= value <= 0xFFFF:
+            return value
+        raise ValueError(f"{value} is outside 0-65535")
+    if isinstance(value, str):
+        name = value.strip().lower()
+        if name.isascii() and name.isdigit():
+            return content_format_number(int(name))
+        if name in _NAME_ALIASES:
+            return _NAME_ALIASES[name]
+        try:
+            return int(ContentFormat.by_media_type(name))
+        except KeyError:
+            raise ValueError(
+                f"unknown content format {value!r}; use a registered media type such as "
+                '"application/json", "application/cbor", "text/plain;charset=utf-8", '
+                "or its number"
+            ) from None
+    raise ValueError("must be a media type name or a number")
+
+
+def content_format_name(number: int) -> str | int:
+    """What a response's `content_format` field shows: the media type, else the number."""
+    name = media_type(number)
+    return name if name is not None else number
+
+
+def family(number: int | None) -> Family:
+    if number is None:
+        return Family.OPAQUE
+    name = media_type(number)
+    if name is None or "encoding=" in name:
+        return Family.OPAQUE
+    base = name.split(";", 1)[0].strip()
+    if base == "application/json" or base.endswith("+json"):
+        return Family.JSON
+    if base == "application/cbor" or base.endswith("+cbor"):
+        return Family.CBOR
+    if base.startswith("text/") or base == "application/link-format":
+        return Family.TEXT
+    return Family.OPAQUE
+
+
+# --- requests: JSON value -> bytes ------------------------------------------------------
+
+
+def compact_json(value: JsonValue) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def encode_payload(
+    value: JsonValue, encoding: PayloadEncoding, content_format: int | None
+) -> bytes:
+    """The request payload on the wire. Raises ValueError with a message for the requester."""
+    if encoding is PayloadEncoding.JSON:
+        if family(content_format) is Family.CBOR:
+            try:
+                # canonical: shortest floats and sorted keys, fewer bytes on a 512-byte link
+                return cbor2.dumps(value, canonical=True)
+            except cbor2.CBOREncodeError as exc:
+                raise ValueError(f"payload cannot be encoded as CBOR ({exc})") from None
+        return compact_json(value)
+    if not isinstance(value, str):
+        raise ValueError(f"payload must be a string with payload_encoding {encoding.value!r}")
+    if encoding is PayloadEncoding.TEXT:
+        return value.encode("utf-8")
+    if encoding is PayloadEncoding.BASE64:
+        try:
+            return base64.b64decode(value, validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"payload is not valid base64 ({exc})") from None
+    return decode_hex(value, what="payload")
+
+
+def decode_hex(text: str, *, what: str) -> bytes:
+    """Strict hex (even length, digits only, no spaces)."""
+    if len(text) % 2 or any(char not in "0123456789abcdefABCDEF" for char in text):
+        raise ValueError(f"{what} is not valid hex (an even number of 0-9a-f digits)")
+    return bytes.fromhex(text)
+
+
+# --- responses: bytes -> JSON value -----------------------------------------------------
+
+
+def decode_payload(payload: bytes, content_format: int | None) -> tuple[JsonValue, PayloadEncoding]:
+    """The `payload` and `payload_encoding` fields of a response object.
+
+    A payload that does not parse as its declared format falls back to base64 (the
+    `content_format` field still says what the server claimed).
+    """
+    if not payload:
+        return "", PayloadEncoding.TEXT
+    kind = family(content_format)
+    try:
+        if kind is Family.JSON:
+            return _strict_json(payload), PayloadEncoding.JSON
+        if kind is Family.CBOR:
+            return cbor_to_json(_single_cbor_item(payload)), PayloadEncoding.JSON
+        if kind is Family.TEXT:
+            return payload.decode("utf-8"), PayloadEncoding.TEXT
+    except (ValueError, RecursionError, cbor2.CBORDecodeError):
+        pass
+    return base64.b64encode(payload).decode("ascii"), PayloadEncoding.BASE64
+
+
+def _reject_constant(name: str) -> JsonValue:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _strict_json(payload: bytes) -> JsonValue:
+    return cast(JsonValue, json.loads(payload.decode("utf-8"), parse_constant=_reject_constant))
+
+
+def _single_cbor_item(payload: bytes) -> object:
+    stream = io.BytesIO(payload)
+    item: object = cbor2.CBORDecoder(stream).decode()
+    if stream.tell() != len(payload):
+        raise ValueError("trailing bytes after the CBOR item")
+    return item
+
+
+def cbor_to_json(item: object) -> JsonValue:
+    """A decoded CBOR item as a JSON value (conversions listed in the module docstring)."""
+    if item is None or isinstance(item, bool | int | str):
+        return item
+    if isinstance(item, float):
+        if math.isnan(item):
+            return "NaN"
+        if math.isinf(item):
+            return "Infinity" if item > 0 else "-Infinity"
+        return item
+    if isinstance(item, bytes | bytearray | memoryview):
+        return HEX_PREFIX + bytes(item).hex()
+    if isinstance(item, list | tuple | set | frozenset):
+        return [cbor_to_json(element) for element in item]
+    if isinstance(item, dict):
+        return {_json_key(key): cbor_to_json(value) for key, value in item.items()}
+    if isinstance(item, cbor2.CBORTag):
+        return {"tag": int(item.tag), "value": cbor_to_json(item.value)}
+    if isinstance(item, cbor2.CBORSimpleValue):
+        return int(item.value)
+    if item is cbor2.undefined:
+        return None
+    if isinstance(item, datetime.datetime | datetime.date):
+        return item.isoformat()
+    return str(item)
+
+
+def _json_key(key: object) -> str:
+    if isinstance(key, str):
+        return key
+    converted = cbor_to_json(key)
+    if isinstance(converted, str):
+        return converted
+    return json.dumps(converted, separators=(",", ":"), allow_nan=False)

@@ -1,0 +1,82 @@
+"""MQTT topic names of the bridge (see the MQTT contract, mqtt-api.md).
+
+Pure functions: the config uses them to check topic segments at load time, the
+request mapping to check `response_topic`, the MQTT front to route answers.
+"""
+
+from __future__ import annotations
+
+# `+` and `#` are wildcards, only valid in subscriptions; NUL is forbidden in any
+# MQTT UTF-8 string (MQTT 5 §1.5.4, MQTT 3.1.1 §1.5.3).
+_FORBIDDEN_IN_TOPIC = ("+", "#", "\x00")
+
+INVALID_SUFFIX = "invalid"
+"""`<base>/response/invalid` answers requests without a usable id."""
+
+
+def topic_problem(topic: str) -> str | None:
+    """Why `topic` cannot be a topic name we publish to or build on, or None if it can."""
+    if not topic:
+        return "must not be empty"
+    for char in _FORBIDDEN_IN_TOPIC:
+        if char in topic:
+            shown = "NUL" if char == "\x00" else repr(char)
+            return f"must not contain {shown} (wildcards and NUL are not allowed in a topic name)"
+    if len(topic.encode("utf-8")) > 65535:
+        return "is longer than the 65535 bytes MQTT allows"
+    return None
+
+
+def request_topic(base: str) -> str:
+    return f"{base}/request"
+
+
+def response_prefix(base: str) -> str:
+    return f"{base}/response/"
+
+
+def status_topic(base: str) -> str:
+    return f"{base}/status"
+
+
+def health_topic(base: str) -> str:
+    return f"{base}/health"
+
+
+def unsolicited_topic(base: str) -> str:
+    return f"{base}/unsolicited"
+
+
+def shared_request_filter(shared_group: str, pool_topic: str) -> str:
+    """The fleet-mode subscription (MQTT 5 shared subscription, §4.8.2)."""
+    return f"$share/{shared_group}/{pool_topic}/request"
+
+
+def is_under_response_prefix(base: str, topic: str) -> bool:
+    """True when `topic` is a valid topic strictly below `<base>/response/`."""
+    prefix = response_prefix(base)
+    return topic.startswith(prefix) and len(topic) > len(prefix) and topic_problem(topic) is None
+
+
+def answer_topic(
+    base: str,
+    request_id: str | None,
+    *,
+    body_response_topic: str | None = None,
+    mqtt5_response_topic: str | None = None,
+) -> str:
+    """Where the answer (response or error object) to one request goes.
+
+    The contract's order: a request without a usable id always goes to
+    `<base>/response/invalid`; otherwise the MQTT 5 Response Topic property wins, then
+    the request's `response_topic` field (already checked by the mapping), then
+    `<base>/response/<id>`. An MQTT 5 Response Topic that is not a valid topic name is
+    ignored rather than published to (the publish would fail and the answer be lost).
+    """
+    if request_id is None:
+        return response_prefix(base) + INVALID_SUFFIX
+    if mqtt5_response_topic and topic_problem(mqtt5_response_topic) is None:
+        return mqtt5_response_topic
+    if body_response_topic:
+        return body_response_topic
+    return response_prefix(base) + request_id
