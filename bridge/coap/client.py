@@ -1,0 +1,416 @@
+"""`ModemCoap`: CoAP requests and observations through the L610, on aiocoap.
+
+    async with ModemCoap(modem, CoapTransportSettings()) as coap:
+        response = await coap.request(Message(code=GET, uri="coap://host:5683/x"), timeout=30)
+
+aiocoap does the CoAP work (tokens, message ids, retransmission, block-wise transfer,
+observe); `bridge.coap.transport` carries its datagrams over the modem. This module
+wires the two together the way aiocoap wires its own UDP transport, and turns
+aiocoap's outcomes into the bridge's errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from aiocoap import error as coap_error
+from aiocoap.numbers.codes import Code
+from aiocoap.numbers.constants import TransportTuning
+from aiocoap.protocol import Context
+from aiocoap.tokenmanager import TokenManager
+
+from bridge.coap.limits import check_request_fits
+from bridge.coap.messages import PipeliningMessageManager
+from bridge.coap.modem_port import CoapModem
+from bridge.coap.remote import ModemRemote, remote_of
+from bridge.coap.transport import ModemMessageInterface, TransportFailure
+from bridge.errors import (
+    BridgeError,
+    Cancelled,
+    CoapProtocolError,
+    CoapReset,
+    CoapTimeout,
+    InvalidRequest,
+    ModemError,
+    ModemUnavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+# How long shutdown lets deregistrations and instance closes take.
+_SHUTDOWN_GRACE = 2.0
+# An observation's deregistration GET gets this long to be acknowledged.
+_IDEMPOTENT = frozenset({Code.GET, Code.FETCH, Code.PUT, Code.DELETE, Code.iPATCH})
+
+
+@dataclass(frozen=True)
+class CoapTransportSettings:
+    """How the CoAP layer uses the modem.
+
+    `max_instances`: GTCOAP client instances open at once (never more than the modem
+    reports free). `instance_idle_close`: seconds an unused instance stays open.
+    `nstart`: CON exchanges in flight at once per server (RFC 7252 NSTART; aiocoap's
+    default of 1 would serialise every exchange with a server). `ack_timeout` and
+    `max_retransmit`: RFC 7252 §4.8 transmission parameters for requests.
+    """
+
+    max_instances: int = 4
+    instance_idle_close: float = 300.0
+    nstart: int = 32
+    ack_timeout: float = 2.0
+    max_retransmit: int = 4
+
+    def __post_init__(self) -> None:
+        if self.max_instances < 1:
+            raise ValueError(f"max_instances must be at least 1, got {self.max_instances}")
+        if self.instance_idle_close <= 0:
+            raise ValueError(
+                f"instance_idle_close must be positive, got {self.instance_idle_close}"
+            )
+        if self.nstart < 1:
+            raise ValueError(f"nstart must be at least 1, got {self.nstart}")
+        if self.ack_timeout <= 0 or self.max_retransmit < 0:
+            raise ValueError("ack_timeout must be positive and max_retransmit not negative")
+
+    def transport_tuning(self) -> Any:
+        tuning = TransportTuning()
+        tuning.ACK_TIMEOUT = self.ack_timeout
+        tuning.MAX_RETRANSMIT = self.max_retransmit
+        return tuning
+
+
+@dataclass(frozen=True)
+class CoapStats:
+    instances_open: int
+    in_flight: int
+    observations: int
+    requests: int
+    datagrams_out: int
+    datagrams_in: int
+    max_datagram_out: int
+    send_failures: int
+    undecodable_in: int
+    unknown_instance_in: int
+    instances_opened: int
+    instances_closed_idle: int
+    instances_closed_lru: int
+    instances_lost_in_resets: int
+
+    def as_dict(self) -> dict[str, int]:
+        """The health object's `coap` member (see the MQTT contract)."""
+        return {
+            "instances_open": self.instances_open,
+            "in_flight": self.in_flight,
+            "observations": self.observations,
+        }
+
+
+class ModemCoap:
+    """CoAP client over the modem; an async context manager (see the module docstring)."""
+
+    def __init__(self, modem: CoapModem, settings: CoapTransportSettings | None = None) -> None:
+        self._modem = modem
+        self._settings = settings or CoapTransportSettings()
+        self._tuning = self._settings.transport_tuning()
+        self._stack: AsyncExitStack | None = None
+        self._context: Any = None
+        self._transport: ModemMessageInterface | None = None
+        self._mman: PipeliningMessageManager | None = None
+        self._observations: set[Observation] = set()
+        self._requests_in_flight = 0
+        self._requests = 0
+        self._closing = False
+
+    async def __aenter__(self) -> Self:
+        stack = AsyncExitStack()
+        tasks = await stack.enter_async_context(asyncio.TaskGroup())
+        # What Context._append_tokenmanaged_messagemanaged_transport does for aiocoap's
+        # own UDP transport, with our message manager (NSTART > 1) in its place.
+        context = Context(loop=asyncio.get_running_loop(), loggername=f"{__name__}.aiocoap")
+        token_manager = TokenManager(context)
+        mman = PipeliningMessageManager(token_manager, nstart=self._settings.nstart)
+        transport = ModemMessageInterface(
+            mman,
+            self._modem,
+            max_instances=self._settings.max_instances,
+            idle_close=self._settings.instance_idle_close,
+            spawn=tasks.create_task,
+        )
+        mman.message_interface = transport
+        token_manager.token_interface = mman
+        context.request_interfaces.append(token_manager)
+
+        self._modem.set_datagram_handler(transport.datagram_received)
+        self._modem.add_reset_listener(transport.modem_reset)
+        idle_closer = tasks.create_task(transport.pool.run_idle_closer(), name="coap idle closer")
+        stack.callback(idle_closer.cancel)
+        self._stack, self._context, self._transport, self._mman = stack, context, transport, mman
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._stack is not None
+        assert self._transport is not None
+        self._closing = True
+        for observation in list(self._observations):
+            observation.cancel()
+        transport = self._transport
+        # Deregistrations still going out get a moment; then aiocoap fails whatever is
+        # left with LibraryShutdown (ModemCoap.request turns that into Cancelled).
+        workers = transport.workers()
+        if workers:
+            await asyncio.wait(workers, timeout=_SHUTDOWN_GRACE / 2)
+        await self._context.shutdown()
+        transport.cancel_workers()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_SHUTDOWN_GRACE):
+                await transport.pool.close_all()
+        await self._stack.aclose()
+
+    # -- requests -------------------------------------------------------------------------
+
+    async def request(self, message: Any, *, timeout: float) -> Any:  # noqa: ASYNC109
+        """Send `message` (an aiocoap Message with a coap:// URI) and return the response.
+
+        Block-wise transfers are done in 256-byte blocks and the whole transfer is bounded
+        by `timeout`. Raises CoapTimeout, CoapReset, ModemUnavailable, ModemError,
+        DatagramTooLarge (before anything is sent), InvalidRequest, Cancelled.
+        """
+        remote = self._prepare(message)
+        transport = self._require_transport()
+        started = time.monotonic()
+        generation = self._modem.generation
+        # aiocoap fills token, message id and remote into the message it sends; a copy
+        # from before is what a restart sends (only idempotent requests restart).
+        pristine = message.copy() if message.code in _IDEMPOTENT else None
+        transport.hold(remote)
+        self._requests += 1
+        self._requests_in_flight += 1
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self._response(self._context.request(message), remote)
+                if pristine is not None and self._restart_after_reset(response, generation):
+                    response = await self._response(self._context.request(pristine), remote)
+                return response
+        except TimeoutError:
+            raise self._timed_out(remote, timeout, started) from None
+        except coap_error.Error as exc:
+            raise self._translate(exc, remote, started) from exc
+        finally:
+            self._requests_in_flight -= 1
+            transport.release(remote)
+
+    def observe(self, message: Any, *, timeout: float) -> Observation:
+        """Register an observation (RFC 7641); iterate it for the response and notifications.
+
+        `timeout` bounds the wait for the first response. `cancel()` deregisters.
+        """
+        if message.opt.observe is None:
+            message.opt.observe = 0
+        remote = self._prepare(message)
+        observation = Observation(self, message, remote, timeout)
+        self._observations.add(observation)
+        return observation
+
+    def stats(self) -> CoapStats:
+        transport = self._require_transport()
+        pool = transport.pool
+        return CoapStats(
+            instances_open=pool.open_count,
+            in_flight=self._requests_in_flight,
+            observations=len(self._observations),
+            requests=self._requests,
+            datagrams_out=transport.stats.datagrams_out,
+            datagrams_in=transport.stats.datagrams_in,
+            max_datagram_out=transport.stats.max_datagram_out,
+            send_failures=transport.stats.send_failures,
+            undecodable_in=transport.stats.undecodable_in,
+            unknown_instance_in=transport.stats.unknown_instance_in,
+            instances_opened=pool.stats.opened,
+            instances_closed_idle=pool.stats.closed_idle,
+            instances_closed_lru=pool.stats.closed_lru,
+            instances_lost_in_resets=pool.stats.lost_in_resets,
+        )
+
+    # -- internals shared with Observation ------------------------------------------------
+
+    def _require_transport(self) -> ModemMessageInterface:
+        if self._transport is None or self._closing:
+            raise Cancelled("the CoAP client is not running (closed or not started)")
+        return self._transport
+
+    def _prepare(self, message: Any) -> ModemRemote:
+        self._require_transport()
+        if message.remote is None and not message.opt.uri_host:
+            raise InvalidRequest("CoAP request has no URI (no host to send it to)")
+        try:
+            remote = remote_of(message)
+        except ValueError as exc:
+            raise InvalidRequest(f"CoAP request has no usable host: {exc}") from None
+        if remote is None:
+            raise InvalidRequest(
+                f"only coap:// URIs go through the modem, not {message.requested_scheme}://"
+            )
+        check_request_fits(message, remote.label)
+        # A message still carrying aiocoap's default parameters gets ours.
+        if type(message.transport_tuning) is TransportTuning:
+            message.transport_tuning = self._tuning
+        return remote
+
+    async def _response(self, exchange: Any, remote: ModemRemote) -> Any:
+        response = await exchange.response
+        logger.debug("%s answered %s", remote.label, response)
+        return response
+
+    def _restart_after_reset(self, response: Any, generation: int) -> bool:
+        """Whether a block-wise transfer cut by a modem reset should start over.
+
+        After a reset the modem's instance has a new source port, so the server no
+        longer matches the next blocks to the earlier ones and answers 4.08 Request
+        Entity Incomplete (RFC 7959 §2.9.2). For an idempotent method starting over
+        is safe (the server never saw the whole body, or only served one).
+        """
+        if response.code != Code.REQUEST_ENTITY_INCOMPLETE or self._modem.generation == generation:
+            return False
+        logger.info(
+            "modem reset during a block-wise transfer with %s (4.08); starting it over",
+            response.remote.label,
+        )
+        return True
+
+    def _timed_out(self, remote: ModemRemote, waited: float, started: float) -> BridgeError:
+        transport = self._transport
+        assert transport is not None
+        if transport.pool.waiting_for_instance(remote):
+            return ModemUnavailable(
+                f"no free client instance for {remote.label} within {waited:g} s "
+                "(every instance the modem allows is busy with other servers)"
+            )
+        failure = transport.send_failure(remote, since=started)
+        if isinstance(failure, ModemError):
+            return ModemError(failure.command, failure.result, code=failure.code, text=failure.text)
+        if failure is not None:
+            return ModemUnavailable(
+                f"could not send to {remote.label} within {waited:g} s: {failure}"
+            )
+        return CoapTimeout(f"no response from {remote.label} within {waited:g} s")
+
+    def _translate(self, exc: Exception, remote: ModemRemote, started: float) -> BridgeError:
+        if isinstance(exc, TransportFailure):
+            return exc.failure
+        if isinstance(exc.__cause__, BridgeError):
+            return exc.__cause__
+        if isinstance(exc, coap_error.TimeoutError):
+            return self._timed_out(remote, round(time.monotonic() - started, 1), started)
+        if isinstance(exc, coap_error.MessageError):
+            return CoapReset(f"{remote.label} answered with a reset (RST)")
+        if isinstance(exc, coap_error.LibraryShutdown):
+            return Cancelled(f"request to {remote.label} cancelled: the bridge is shutting down")
+        return CoapProtocolError(f"CoAP exchange with {remote.label} failed: {exc!r}")
+
+    def _deregister(self, message: Any, remote: ModemRemote) -> None:
+        """RFC 7641 §3.6: GET with Observe: 1 and the observation's token ends it at once."""
+        if self._mman is None or not message.token:
+            return
+        deregistration = message.copy(mid=None, token=message.token, observe=1, remote=remote)
+        deregistration.mtype = None
+        deregistration.transport_tuning = self._tuning
+        logger.info("deregistering observation token=%s at %s", message.token.hex(), remote.label)
+        # Straight to the message layer: aiocoap's token layer would pick a new token.
+        self._mman.send_message(deregistration, lambda: None)
+
+    def _observation_ended(self, observation: Observation) -> None:
+        self._observations.discard(observation)
+        if self._transport is not None:
+            self._transport.release(observation.remote)
+
+
+class Observation:
+    """An RFC 7641 observation: `async for` yields the first response, then notifications.
+
+    Iteration ends when the server ends the observation (or the resource is not
+    observable: then only the first response is yielded), and raises the bridge's errors
+    otherwise. `cancel()` deregisters from the server.
+    """
+
+    def __init__(self, coap: ModemCoap, message: Any, remote: ModemRemote, timeout: float) -> None:
+        self.remote = remote
+        self._coap = coap
+        self._message = message
+        self._timeout = timeout
+        self._started = time.monotonic()
+        self._first_received = False
+        self._ended = False
+        coap._require_transport().hold(remote)
+        self._exchange = coap._context.request(message)
+        # Subscribed now so no notification between the response and the first
+        # __anext__ is missed (aiocoap keeps the latest one).
+        self._notifications = aiter(self._exchange.observation)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._ended:
+            raise StopAsyncIteration
+        if not self._first_received:
+            coap = self._coap
+            try:
+                async with asyncio.timeout(self._timeout):
+                    response = await self._exchange.response
+            except TimeoutError:
+                self._end()
+                raise coap._timed_out(self.remote, self._timeout, self._started) from None
+            except coap_error.Error as exc:
+                self._end()
+                raise coap._translate(exc, self.remote, self._started) from exc
+            except BaseException:
+                self._end()
+                raise
+            self._first_received = True
+            if response.opt.observe is None or not response.code.is_successful():
+                self._end()
+            return response
+        try:
+            return await anext(self._notifications)
+        except StopAsyncIteration:
+            self._end()
+            raise
+        except coap_error.Error as exc:
+            self._end()
+            raise self._coap._translate(exc, self.remote, self._started) from exc
+
+    @property
+    def cancelled(self) -> bool:
+        return self._ended
+
+    def cancel(self) -> None:
+        """Stop the observation and tell the server (RFC 7641 §3.6); idempotent."""
+        if self._ended:
+            return
+        registered = self._first_received
+        self._end()
+        if not self._exchange.response.done():
+            self._exchange.response.cancel()
+        if registered:
+            self._coap._deregister(self._message, self.remote)
+
+    def _end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        observation = self._exchange.observation
+        if observation is not None and not observation.cancelled:
+            observation.cancel()
+        self._coap._observation_ended(self)

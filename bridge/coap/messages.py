@@ -1,0 +1,106 @@
+"""aiocoap's RFC 7252 message layer, opened up for pipelining over one modem instance.
+
+aiocoap's `MessageManager` enforces NSTART = 1: a second CON to the same remote waits
+in a backlog until the first is acknowledged. Over the modem that would serialise
+every exchange with a server behind one round trip, so this subclass lets up to
+`nstart` CON exchanges run at once per remote (RFC 7252 §4.7 allows a higher NSTART
+when the application knows the path can take it) and keeps the backlog beyond that.
+
+It also narrows two behaviours to a single exchange instead of the whole remote, both
+of which only made sense with NSTART = 1: giving up after MAX_RETRANSMIT fails that
+one request (not every request to the server), and a requester losing interest stops
+that exchange's retransmissions (aiocoap's TokenManager calls the canceller
+`send_message` returns).
+
+This reaches into aiocoap 0.4.17 internals (`_active_exchanges`, `_backlogs`,
+`_retransmit`); pyproject pins the release line for that reason.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from aiocoap import error as coap_error
+from aiocoap.messagemanager import MessageManager
+from aiocoap.numbers.types import CON
+
+
+class PipeliningMessageManager(MessageManager):
+    def __init__(self, token_manager: Any, *, nstart: int) -> None:
+        super().__init__(token_manager)
+        self.nstart = nstart
+
+    def active_exchanges(self, remote: Any) -> int:
+        """CON exchanges to `remote` sent and not yet acknowledged, reset or given up."""
+        if self._active_exchanges is None:
+            return 0
+        return sum(1 for exchange_remote, _ in self._active_exchanges if exchange_remote == remote)
+
+    def backlogged(self, remote: Any) -> int:
+        return len(self._backlogs.get(remote, ()))
+
+    def is_active(self, message: Any) -> bool:
+        """True while a CON message still needs to reach its remote."""
+        if self._active_exchanges is None:
+            return False
+        return (message.remote, message.mid) in self._active_exchanges
+
+    def send_message(self, message: Any, messageerror_monitor: Any) -> Callable[[], None] | None:
+        super().send_message(message, messageerror_monitor)
+        if message.mtype is CON and message.mid is not None:
+            return functools.partial(self._abandon, message)
+        return None
+
+    def fail_exchange(self, message: Any, exception: Exception) -> None:
+        """End one CON exchange and fail the request it carried with `exception`."""
+        self._abandon(message)
+        request = self.token_manager.outgoing_requests.get((message.token, message.remote))
+        if request is not None:
+            request.add_exception(exception)
+
+    def _abandon(self, message: Any) -> None:
+        """Stop transmitting `message`: nobody waits for its answer any more."""
+        backlog = self._backlogs.get(message.remote)
+        if backlog:
+            backlog[:] = [entry for entry in backlog if entry[0] is not message]
+        if self._active_exchanges is None:
+            return
+        entry = self._active_exchanges.pop((message.remote, message.mid), None)
+        if entry is None:
+            return
+        entry[1].cancel()
+        self.log.debug("Exchange abandoned, message ID: %d.", message.mid)
+        self._continue_backlog(message.remote)
+
+    # The backlog key exists while the remote is at its NSTART limit (or has a backlog),
+    # so the base class's `remote in self._backlogs` test in send_message still decides
+    # correctly whether a new CON has to wait.
+
+    def _add_exchange(self, message: Any, messageerror_monitor: Any) -> None:
+        super()._add_exchange(message, messageerror_monitor)
+        self._drop_backlog_key_if_unneeded(message.remote)
+
+    def _continue_backlog(self, remote: Any) -> None:
+        backlog = self._backlogs.get(remote)
+        while backlog and self.active_exchanges(remote) < self.nstart:
+            next_message, messageerror_monitor = backlog.pop(0)
+            self._send_initially(next_message, messageerror_monitor)
+        self._drop_backlog_key_if_unneeded(remote)
+
+    def _drop_backlog_key_if_unneeded(self, remote: Any) -> None:
+        if self._backlogs.get(remote) == [] and self.active_exchanges(remote) < self.nstart:
+            del self._backlogs[remote]
+
+    def _retransmit(self, message: Any, timeout: float, retransmission_counter: int) -> None:
+        if retransmission_counter < message.transport_tuning.MAX_RETRANSMIT:
+            super()._retransmit(message, timeout, retransmission_counter)
+            return
+        # Give up on this exchange only; the base class would fail every request to
+        # the remote, which with many exchanges in flight punishes the innocent ones.
+        self.log.info("Exchange timed out trying to transmit %s", message)
+        self.fail_exchange(
+            message,
+            coap_error.ConRetransmitsExceeded("Retransmissions exceeded"),
+        )

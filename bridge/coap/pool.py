@@ -1,0 +1,239 @@
+"""The modem's CoAP client instances, shared out per remote.
+
+An instance is bound to one (host, port) for its whole life, and the modem has only a
+few. The pool opens one on first use, reuses it for every exchange with that remote,
+closes the least recently used idle one when another remote needs room, closes
+instances idle for `idle_close` seconds, and forgets them all when the modem resets
+(their coap_ids died with it; the next exchange opens afresh).
+
+"Idle" is decided by the transport (`is_busy`): no exchange or observation outstanding
+and nothing queued for the remote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bridge.coap.modem_port import CoapModem
+from bridge.coap.remote import ModemRemote
+from bridge.errors import BridgeError
+
+logger = logging.getLogger(__name__)
+
+# How often a remote waiting for an instance re-checks whether its exchanges still want
+# one, when no instance is freed in the meantime.
+_WAIT_RECHECK = 0.25
+
+
+@dataclass(eq=False)
+class Instance:
+    remote: ModemRemote
+    coap_id: int
+    generation: int
+    last_used: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class PoolStats:
+    opened: int = 0
+    closed_idle: int = 0
+    closed_lru: int = 0
+    lost_in_resets: int = 0
+    open_failures: int = 0
+
+
+class InstancePool:
+    def __init__(
+        self,
+        modem: CoapModem,
+        *,
+        max_instances: int,
+        idle_close: float,
+        is_busy: Callable[[ModemRemote], bool],
+    ) -> None:
+        self._modem = modem
+        self._max_instances = max_instances
+        self._idle_close = idle_close
+        self._is_busy = is_busy
+        # LRU order: least recently used first.
+        self._instances: OrderedDict[ModemRemote, Instance] = OrderedDict()
+        self._by_id: dict[int, Instance] = {}
+        # Opening and closing decide about capacity; one decision at a time.
+        self._capacity_lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+        self._waiting: Counter[ModemRemote] = Counter()
+        self.stats = PoolStats()
+
+    @property
+    def open_count(self) -> int:
+        return len(self._instances)
+
+    def waiting_for_instance(self, remote: ModemRemote) -> bool:
+        return self._waiting[remote] > 0
+
+    def remote_of(self, coap_id: int) -> ModemRemote | None:
+        """The remote a datagram from `coap_id` came from, or None if the id is not ours now."""
+        instance = self._by_id.get(coap_id)
+        if instance is None or instance.generation != self._modem.generation:
+            return None
+        return instance.remote
+
+    def current(self, remote: ModemRemote) -> Instance | None:
+        instance = self._instances.get(remote)
+        if instance is None:
+            return None
+        if instance.generation != self._modem.generation:
+            self._forget(instance)
+            return None
+        return instance
+
+    def touch(self, remote: ModemRemote) -> None:
+        instance = self._instances.get(remote)
+        if instance is not None:
+            instance.last_used = time.monotonic()
+            self._instances.move_to_end(remote)
+
+    def exchange_finished(self) -> None:
+        """Something may have become idle: remotes waiting for room look again."""
+        self._signal()
+
+    async def acquire(
+        self, remote: ModemRemote, still_needed: Callable[[], bool]
+    ) -> Instance | None:
+        """The open instance for `remote`, opening one (and making room) if needed.
+
+        Waits while every instance is busy; returns None once `still_needed()` is false
+        (whoever needed it gave up). Raises what the modem raises for OPEN.
+        """
+        while True:
+            instance = self.current(remote)
+            if instance is not None:
+                self.touch(remote)
+                return instance
+            if not still_needed():
+                return None
+            changed = self._changed
+            async with self._capacity_lock:
+                if self.current(remote) is None and await self._make_room():
+                    opened = await self._open(remote)
+                    if opened is not None:
+                        return opened
+                    continue
+            if self.current(remote) is not None:
+                continue
+            self._waiting[remote] += 1
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_WAIT_RECHECK):
+                        await changed.wait()
+            finally:
+                self._waiting[remote] -= 1
+                if not self._waiting[remote]:
+                    del self._waiting[remote]
+
+    def invalidate(self, remote: ModemRemote, coap_id: int) -> None:
+        """Forget an instance the modem no longer accepts (a reset we have not heard of yet)."""
+        instance = self._instances.get(remote)
+        if instance is not None and instance.coap_id == coap_id:
+            logger.warning(
+                "forgetting coap_id=%d for %s: the modem refused it", coap_id, remote.label
+            )
+            self._forget(instance)
+
+    def modem_reset(self) -> None:
+        """The modem restarted: every instance of an older generation is gone."""
+        generation = self._modem.generation
+        lost = [i for i in self._instances.values() if i.generation != generation]
+        for instance in lost:
+            self._forget(instance)
+        self.stats.lost_in_resets += len(lost)
+        if lost:
+            logger.warning(
+                "modem reset: %d coap instance(s) lost (%s); they reopen on next use",
+                len(lost),
+                ", ".join(f"coap_id={i.coap_id} {i.remote.label}" for i in lost),
+            )
+
+    async def close_idle(self) -> None:
+        """Close instances unused for `idle_close` seconds and not busy."""
+        deadline = time.monotonic() - self._idle_close
+        for instance in list(self._instances.values()):
+            if instance.last_used <= deadline and not self._is_busy(instance.remote):
+                async with self._capacity_lock:
+                    if self._instances.get(instance.remote) is instance and not self._is_busy(
+                        instance.remote
+                    ):
+                        self.stats.closed_idle += 1
+                        await self._close(instance, "idle")
+
+    async def run_idle_closer(self) -> None:
+        interval = min(max(self._idle_close / 4, 0.05), 5.0)
+        while True:
+            await asyncio.sleep(interval)
+            await self.close_idle()
+
+    async def close_all(self) -> None:
+        for instance in list(self._instances.values()):
+            await self._close(instance, "shutdown")
+
+    # -- internals ----------------------------------------------------------------------
+
+    async def _make_room(self) -> bool:
+        """True when an instance can be opened now, closing the LRU idle one if need be."""
+        if len(self._instances) < self._max_instances and await self._modem.free_instance_ids():
+            return True
+        for instance in list(self._instances.values()):
+            if not self._is_busy(instance.remote):
+                self.stats.closed_lru += 1
+                await self._close(instance, "least recently used, room needed")
+                return bool(await self._modem.free_instance_ids())
+        return False
+
+    async def _open(self, remote: ModemRemote) -> Instance | None:
+        generation = self._modem.generation
+        try:
+            coap_id = await self._modem.open(remote.host, remote.port)
+        except BridgeError:
+            self.stats.open_failures += 1
+            raise
+        if generation != self._modem.generation:
+            # Opened across a reset: the id may belong to either side of it. Try to free
+            # it (harmless if it is already gone) and open again in the new generation.
+            with contextlib.suppress(BridgeError):
+                await self._modem.close(coap_id)
+            return None
+        instance = Instance(remote, coap_id, generation)
+        self._instances[remote] = instance
+        self._by_id[coap_id] = instance
+        self.stats.opened += 1
+        logger.info("coap_id=%d open for %s (%d open)", coap_id, remote.label, len(self._instances))
+        return instance
+
+    async def _close(self, instance: Instance, reason: str) -> None:
+        self._forget(instance)
+        try:
+            await self._modem.close(instance.coap_id)
+        except BridgeError as exc:
+            # Already gone (reset) or modem away: either way it is no longer ours.
+            logger.info("closing coap_id=%d (%s) failed: %s", instance.coap_id, reason, exc)
+        else:
+            logger.info(
+                "coap_id=%d for %s closed (%s)", instance.coap_id, instance.remote.label, reason
+            )
+
+    def _forget(self, instance: Instance) -> None:
+        if self._instances.get(instance.remote) is instance:
+            del self._instances[instance.remote]
+        if self._by_id.get(instance.coap_id) is instance:
+            del self._by_id[instance.coap_id]
+        self._signal()
+
+    def _signal(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()

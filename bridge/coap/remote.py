@@ -1,0 +1,99 @@
+"""The CoAP remote as aiocoap sees it: a (host, port) reached through a modem instance.
+
+aiocoap routes, matches responses and keys block-wise state by the message's `remote`
+(an `EndpointAddress`). Ours is just the server's host and port as written in the
+request URI: the host is handed to the modem as it is (the L610 resolves names
+itself), so nothing here ever resolves it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from aiocoap import error as coap_error
+from aiocoap import interfaces
+from aiocoap.numbers import COAP_PORT
+from aiocoap.util import hostportjoin, hostportsplit
+
+# 2**(4+4) = 256-byte blocks: a block plus header, token and options stays well under
+# the modem's 512-byte datagram limit, which szx 5 (512-byte payloads) cannot.
+BLOCK_SIZE_EXP = 4
+BLOCK_SIZE = 1 << (BLOCK_SIZE_EXP + 4)
+
+
+class ModemRemote(interfaces.EndpointAddress):
+    """A CoAP server at (host, port), reached through one of the modem's instances.
+
+    Equal and hash-equal for the same (host, port), as aiocoap's token and block-wise
+    layers require of addresses of one "context" (RFC 7252 §9.1.2 does not apply: no DTLS).
+    """
+
+    is_multicast: ClassVar[bool] = False
+    is_multicast_locally: ClassVar[bool] = False
+    scheme: ClassVar[str] = "coap"
+    # Read by aiocoap's BlockwiseRequest for Block1 and for the Block2 follow-ups.
+    maximum_block_size_exp: ClassVar[int] = BLOCK_SIZE_EXP
+    # Only consulted for BERT (szx 7), which we never negotiate; kept consistent anyway.
+    maximum_payload_size: ClassVar[int] = BLOCK_SIZE
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ModemRemote) and (self.host, self.port) == (
+            other.host,
+            other.port,
+        )
+
+    def __hash__(self) -> int:
+        return hash((ModemRemote, self.host, self.port))
+
+    def __repr__(self) -> str:
+        return f"<ModemRemote {self.hostinfo}>"
+
+    @property
+    def hostinfo(self) -> str:
+        return str(hostportjoin(self.host, None if self.port == COAP_PORT else self.port))
+
+    @property
+    def label(self) -> str:
+        """`host:port` always with the port, for log lines and error messages."""
+        return str(hostportjoin(self.host, self.port))
+
+    @property
+    def hostinfo_local(self) -> str:
+        raise coap_error.AnonymousHost("the modem does not tell its local address")
+
+    @property
+    def uri_base(self) -> str:
+        return "coap://" + self.hostinfo
+
+    @property
+    def uri_base_local(self) -> str:
+        raise coap_error.AnonymousHost("the modem does not tell its local address")
+
+    @property
+    def blockwise_key(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+def remote_of(message: Any) -> ModemRemote | None:
+    """The remote a request message is addressed to, or None if it is not plain `coap`.
+
+    Mirrors aiocoap's own UDP transports: the URI authority (`unresolved_remote`) wins,
+    else the Uri-Host/Uri-Port options.
+    """
+    remote = message.remote
+    if isinstance(remote, ModemRemote):
+        return remote
+    if message.requested_scheme not in ("coap", None):
+        return None
+    hostinfo = getattr(remote, "hostinfo", None)
+    if hostinfo:
+        host, port = hostportsplit(hostinfo)
+    elif message.opt.uri_host:
+        host, port = message.opt.uri_host, message.opt.uri_port
+    else:
+        raise ValueError("request names no host: neither a URI authority nor Uri-Host")
+    return ModemRemote(str(host), int(port or COAP_PORT))

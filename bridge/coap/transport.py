@@ -1,0 +1,309 @@
+"""The aiocoap MessageInterface that carries CoAP datagrams through the modem.
+
+Wired into an aiocoap Context exactly like aiocoap's own UDP transports (see
+`bridge.coap.client`): aiocoap's TokenManager and message manager above, this below.
+`send` is synchronous in aiocoap's interface, so each datagram goes into a FIFO per
+remote and a short-lived worker per remote issues AT+GTCOAPSEND for it, opening the
+remote's instance first if needed. Exchanges are never serialised here: the worker
+hands datagrams to the AT engine back to back and never waits for an answer; answers
+come back as +GTCOAPDATA, which `datagram_received` decodes and feeds to the message
+manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiocoap import error as coap_error
+from aiocoap import interfaces
+from aiocoap.message import Message
+from aiocoap.numbers.types import CON
+
+from bridge.coap.limits import add_early_block2, check_datagram_fits
+from bridge.coap.messages import PipeliningMessageManager
+from bridge.coap.modem_port import CoapModem
+from bridge.coap.pool import InstancePool
+from bridge.coap.remote import ModemRemote, remote_of
+from bridge.errors import (
+    BridgeError,
+    DatagramTooLarge,
+    InvalidRequest,
+    ModemError,
+    ModemUnavailable,
+)
+from bridge.modem.codec import Datagram
+
+logger = logging.getLogger(__name__)
+
+# A NON, ACK or RST that could not go out within this long is not worth sending late
+# (the peer has retransmitted or given up by then).
+_UNRELIABLE_TTL = 5.0
+
+Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
+
+
+class TransportFailure(coap_error.NetworkError):
+    """Carries a bridge error through aiocoap's request machinery to `ModemCoap`.
+
+    aiocoap expects its own `NetworkError` family from transports; `failure` is what the
+    caller finally sees.
+    """
+
+    def __init__(self, failure: BridgeError) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
+
+
+@dataclass(eq=False)
+class _Outgoing:
+    message: Any
+    datagram: bytes
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class TransportStats:
+    datagrams_out: int = 0
+    datagrams_in: int = 0
+    max_datagram_out: int = 0
+    send_failures: int = 0
+    undecodable_in: int = 0
+    unknown_instance_in: int = 0
+
+
+class ModemMessageInterface(interfaces.MessageInterface):
+    def __init__(
+        self,
+        mman: PipeliningMessageManager,
+        modem: CoapModem,
+        *,
+        max_instances: int,
+        idle_close: float,
+        spawn: Spawn,
+    ) -> None:
+        self._mman = mman
+        self._modem = modem
+        self._spawn = spawn
+        self._queues: dict[ModemRemote, deque[_Outgoing]] = {}
+        self._workers: dict[ModemRemote, asyncio.Task[None]] = {}
+        # Operations ModemCoap runs against a remote (a whole block-wise transfer, an
+        # observation): they keep its instance from looking idle between exchanges.
+        self._holds: dict[ModemRemote, int] = {}
+        # The last reason a datagram to a remote could not be sent, cleared by a success;
+        # it turns a CoAP timeout into the modem error that really caused it.
+        self._send_failures: dict[ModemRemote, tuple[float, BridgeError]] = {}
+        self._closed = False
+        self.pool = InstancePool(
+            modem, max_instances=max_instances, idle_close=idle_close, is_busy=self.is_busy
+        )
+        self.stats = TransportStats()
+
+    # -- aiocoap MessageInterface ---------------------------------------------------------
+
+    def send(self, message: Any) -> None:
+        if self._closed:
+            logger.info("not sending %r: the transport is shut down", message)
+            return
+        remote: ModemRemote = message.remote
+        add_early_block2(message)
+        datagram = message.encode()
+        try:
+            check_datagram_fits(datagram, remote.label)
+        except DatagramTooLarge as exc:
+            # Reported from the loop, not from inside aiocoap's send_message call chain,
+            # which is still setting up the exchange.
+            asyncio.get_running_loop().call_soon(self._fail_message, message, exc)
+            return
+        queue = self._queues.setdefault(remote, deque())
+        # A retransmission of a datagram that is still waiting to go out adds nothing.
+        if any(entry.message is message for entry in queue):
+            return
+        queue.append(_Outgoing(message, datagram))
+        if remote not in self._workers:
+            self._workers[remote] = self._spawn(self._drain(remote))
+
+    async def determine_remote(self, message: Any) -> ModemRemote | None:
+        if self._closed:
+            raise coap_error.LibraryShutdown()
+        # Host names stay names: the modem resolves them (AT+GTCOAPOPEN takes either).
+        return remote_of(message)
+
+    async def recognize_remote(self, remote: Any) -> bool:
+        return isinstance(remote, ModemRemote)
+
+    async def shutdown(self) -> None:
+        self._closed = True
+
+    # -- modem side -------------------------------------------------------------------
+
+    def datagram_received(self, datagram: Datagram) -> None:
+        """+GTCOAPDATA handler: decode and hand to aiocoap's message manager."""
+        if self._closed:
+            return
+        remote = self.pool.remote_of(datagram.coap_id)
+        if remote is None:
+            self.stats.unknown_instance_in += 1
+            logger.warning(
+                "dropped %d-byte datagram for coap_id=%d: not an instance we hold now "
+                "(closed or from before a modem reset; %d so far)",
+                len(datagram.data),
+                datagram.coap_id,
+                self.stats.unknown_instance_in,
+            )
+            return
+        try:
+            message = Message.decode(datagram.data, remote=remote)
+        except Exception as exc:
+            # Peer bytes must never take the modem's URC dispatch down, whatever aiocoap's
+            # option decoder raises for them.
+            self.stats.undecodable_in += 1
+            logger.warning(
+                "dropped undecodable %d-byte datagram from %s on coap_id=%d: %s (%d so far)",
+                len(datagram.data),
+                remote.label,
+                datagram.coap_id,
+                exc,
+                self.stats.undecodable_in,
+            )
+            return
+        self.stats.datagrams_in += 1
+        self.pool.touch(remote)
+        self._mman.dispatch_message(message)
+        self.pool.exchange_finished()
+
+    def modem_reset(self) -> None:
+        """Reset listener: instances are gone; exchanges retransmit onto new ones.
+
+        Observations cannot survive: the server keeps notifying the old instance's
+        address, which no longer exists. They end with a clear error.
+        """
+        if self._closed:
+            return
+        self.pool.modem_reset()
+        failure = TransportFailure(
+            ModemUnavailable(
+                f"modem on {self._modem.port} was reset: the observation was lost; observe again"
+            )
+        )
+        requests = self._mman.token_manager.outgoing_requests or {}
+        for pipe in list(requests.values()):
+            if pipe.request.opt.observe == 0:
+                asyncio.get_running_loop().call_soon(pipe.add_exception, failure)
+
+    # -- bookkeeping for ModemCoap and the pool ------------------------------------------
+
+    def hold(self, remote: ModemRemote) -> None:
+        self._holds[remote] = self._holds.get(remote, 0) + 1
+
+    def release(self, remote: ModemRemote) -> None:
+        count = self._holds.get(remote, 0) - 1
+        if count > 0:
+            self._holds[remote] = count
+        else:
+            self._holds.pop(remote, None)
+        self.pool.exchange_finished()
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self._holds.values())
+
+    def send_failure(self, remote: ModemRemote, *, since: float) -> BridgeError | None:
+        """Why the last datagram to `remote` could not be sent, if that was after `since`."""
+        failed_at, failure = self._send_failures.get(remote, (0.0, None))
+        return failure if failed_at >= since else None
+
+    def workers(self) -> list[asyncio.Task[None]]:
+        """The senders still running (shutdown lets them finish briefly)."""
+        return list(self._workers.values())
+
+    def cancel_workers(self) -> None:
+        for worker in list(self._workers.values()):
+            worker.cancel()
+
+    def is_busy(self, remote: ModemRemote) -> bool:
+        if self._holds.get(remote) or self._queues.get(remote) or remote in self._workers:
+            return True
+        if self._mman.active_exchanges(remote) or self._mman.backlogged(remote):
+            return True
+        requests = self._mman.token_manager.outgoing_requests or {}
+        return any(request_remote == remote for _, request_remote in requests)
+
+    # -- the per-remote sender ------------------------------------------------------------
+
+    async def _drain(self, remote: ModemRemote) -> None:
+        queue = self._queues[remote]
+        try:
+            while queue and not self._closed:
+                await self._send_next(remote, queue)
+        finally:
+            del self._workers[remote]
+            if not queue:
+                self._queues.pop(remote, None)
+            self.pool.exchange_finished()
+
+    async def _send_next(self, remote: ModemRemote, queue: deque[_Outgoing]) -> None:
+        entry = queue[0]
+        if not self._still_wanted(entry):
+            queue.popleft()
+            return
+        try:
+            instance = await self.pool.acquire(remote, lambda: self._prune(queue))
+        except (ModemError, InvalidRequest) as exc:
+            # The modem refuses to open an instance to this remote at all (bad host,
+            # ERROR): every exchange with it fails now rather than time out later.
+            queue.clear()
+            self._record_failure(remote, exc)
+            self._mman.dispatch_error(TransportFailure(exc), remote)
+            return
+        except BridgeError as exc:
+            # Modem not ready / not answering: this copy is lost like a dropped datagram;
+            # a CON goes out again on its retransmission timer.
+            queue.popleft()
+            self._record_failure(remote, exc)
+            return
+        if instance is None:
+            return  # _prune emptied the queue: nobody wants these datagrams any more.
+        queue.popleft()
+        try:
+            await self._modem.send(instance.coap_id, entry.datagram)
+        except DatagramTooLarge as exc:
+            self._fail_message(entry.message, exc)
+        except ModemError as exc:
+            # The modem does not know this coap_id (reset not noticed yet) or refused the
+            # datagram: reopen next time; a CON is retransmitted.
+            self.pool.invalidate(remote, instance.coap_id)
+            self._record_failure(remote, exc)
+        except BridgeError as exc:
+            self._record_failure(remote, exc)
+        else:
+            self._send_failures.pop(remote, None)
+            self.stats.datagrams_out += 1
+            self.stats.max_datagram_out = max(self.stats.max_datagram_out, len(entry.datagram))
+
+    def _still_wanted(self, entry: _Outgoing) -> bool:
+        if entry.message.mtype is CON:
+            return self._mman.is_active(entry.message)
+        return time.monotonic() - entry.queued_at < _UNRELIABLE_TTL
+
+    def _prune(self, queue: deque[_Outgoing]) -> bool:
+        """Drop datagrams nobody waits for; True if any remain (so keep waiting)."""
+        wanted = [entry for entry in queue if self._still_wanted(entry)]
+        if len(wanted) != len(queue):
+            queue.clear()
+            queue.extend(wanted)
+        return bool(queue)
+
+    def _record_failure(self, remote: ModemRemote, exc: BridgeError) -> None:
+        self.stats.send_failures += 1
+        self._send_failures[remote] = (time.monotonic(), exc)
+        logger.warning("could not send to %s: %s", remote.label, exc)
+
+    def _fail_message(self, message: Any, exc: BridgeError) -> None:
+        logger.warning("refused message to %s: %s", message.remote.label, exc)
+        self._mman.fail_exchange(message, TransportFailure(exc))
