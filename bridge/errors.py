@@ -84,7 +84,9 @@ class ModemError(BridgeError):
 
     kind = "modem_error"
 
-    def __init__(self, command: str, result: str, *, code: int | None = None, text: str = "") -> None:
+    def __init__(
+        self, command: str, result: str, *, code: int | None = None, text: str = ""
+    ) -> None:
         self.command = command
         self.result = result
         self.code = code

@@ -1,0 +1,133 @@
+"""The bridge's `RequestHandler`: MQTT request payloads in, CoAP exchanges, answers out.
+
+Glue between the MQTT front (topics, acks, dedupe, concurrency) and the CoAP client
+over the modem, using the pure mapping functions for both directions.
+
+Observations: `timeout` of an observe request bounds the whole stream (the contract:
+"stream notifications until cancelled or timeout"). When it runs out, the stream ends
+with a `timeout` error object saying so; a cancel request ends it with `cancelled`.
+A server that answers without the Observe option ends the stream after that answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from bridge.coap import ModemCoap
+from bridge.config import Settings
+from bridge.errors import CoapTimeout
+from bridge.mapping import (
+    CancelRequest,
+    ParsedRequest,
+    RequestRejected,
+    error_to_json,
+    parse_request,
+    response_to_json,
+    to_coap_message,
+)
+from bridge.mqtt import Envelope
+
+log = logging.getLogger(__name__)
+
+Answer = dict[str, Any]
+
+
+class CoapRequests:
+    """Serves parsed requests through `coap`; `settings` may be swapped on reload."""
+
+    def __init__(self, settings: Settings, coap: ModemCoap) -> None:
+        self.settings = settings
+        self._coap = coap
+
+    def parse(self, payload: bytes) -> Envelope[ParsedRequest]:
+        try:
+            request = parse_request(payload, self.settings)
+        except RequestRejected as exc:
+            if exc.request_id is None:
+                raise
+            log.info(
+                "request refused: %s",
+                exc,
+                extra={"request_id": exc.request_id, "kind": exc.kind},
+            )
+            return Envelope(exc.request_id, response_topic=exc.response_topic, rejection=exc)
+        if isinstance(request, CancelRequest):
+            return Envelope(request.id, response_topic=request.response_topic, cancel=True)
+        return Envelope(request.id, request, request.response_topic, observe=request.observe)
+
+    async def serve(self, envelope: Envelope[ParsedRequest]) -> AsyncIterator[Answer]:
+        request = envelope.request
+        assert request is not None, "the front serves only parsed requests"
+        context = {"request_id": request.id, "target": request.target}
+        log.debug("%s %s", request.method, request.uri, extra=context)
+        message = to_coap_message(request)
+        started = time.monotonic()
+        if not request.observe:
+            response = await self._coap.request(message, timeout=request.timeout)
+            rtt_ms = (time.monotonic() - started) * 1000
+            log.info(
+                "%s %s -> %s in %.0f ms",
+                request.method,
+                request.uri,
+                response.code,
+                rtt_ms,
+                extra=context,
+            )
+            yield response_to_json(request.id, response, rtt_ms)
+            return
+        async for answer in self._observe(request, message, started, context):
+            yield answer
+
+    async def _observe(
+        self, request: ParsedRequest, message: Any, started: float, context: dict[str, str]
+    ) -> AsyncIterator[Answer]:
+        deadline = started + request.timeout
+        observation = self._coap.observe(message, timeout=request.timeout)
+        notifications = aiter(observation)
+        received = 0
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                try:
+                    notification = await asyncio.wait_for(anext(notifications), max(remaining, 0))
+                except TimeoutError:
+                    if received == 0:
+                        raise CoapTimeout(
+                            f"no response from {request.target} within {request.timeout:g} s"
+                        ) from None
+                    raise CoapTimeout(
+                        f"observation of {request.uri} ended: its timeout of "
+                        f"{request.timeout:g} s ran out after {received} answers"
+                    ) from None
+                except StopAsyncIteration:
+                    return
+                received += 1
+                sequence = notification.opt.observe
+                rtt_ms = (time.monotonic() - started) * 1000
+                log.info(
+                    "observe %s -> %s (seq %s)",
+                    request.uri,
+                    notification.code,
+                    sequence,
+                    extra=context,
+                )
+                yield response_to_json(request.id, notification, rtt_ms, observe_seq=sequence)
+                if sequence is None:
+                    return
+        finally:
+            observation.cancel()
+
+    def error(self, request_id: str | None, exc: BaseException) -> Answer:
+        if not isinstance(exc, RequestRejected):
+            log.info(
+                "request failed: %s: %s",
+                getattr(exc, "kind", "internal"),
+                exc,
+                extra={"request_id": request_id},
+                exc_info=exc if not hasattr(exc, "kind") else None,
+            )
+        return error_to_json(request_id, exc)

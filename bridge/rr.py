@@ -1,0 +1,177 @@
+"""`mqtt-coap-bridge request`: publish one request and print its answer(s), like mosquitto_rr.
+
+A client of the bridge, not part of the daemon: it speaks the MQTT contract from the
+outside. With MQTT 5 it uses Response Topic + Correlation Data; with 3.1.1 it puts
+`response_topic` in the request body.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import ssl
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from bridge.errors import BridgeError
+
+
+class RequestToolError(BridgeError):
+    """The request tool could not reach the broker or got no answer."""
+
+
+@dataclass(frozen=True)
+class BrokerTarget:
+    host: str = "localhost"
+    port: int = 1883
+    protocol: int = 5
+    username: str = ""
+    password: str = ""
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    tls: bool = False
+
+
+@dataclass(frozen=True)
+class RequestJob:
+    base_topic: str
+    request: dict[str, Any]
+    wait: float
+    stream: bool = False
+    max_answers: int | None = None
+    # Display only: longer string payloads are shortened when printed.
+    max_payload_chars: int | None = None
+
+
+def _connect(target: BrokerTarget, client_id: str) -> mqtt.Client:
+    protocol = mqtt.MQTTv5 if target.protocol == 5 else mqtt.MQTTv311
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+    if target.username:
+        client.username_pw_set(target.username, target.password or None)
+    if target.tls:
+        client.tls_set(
+            ca_certs=target.ca_file or None,
+            certfile=target.cert_file or None,
+            keyfile=target.key_file or None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+    try:
+        client.connect(target.host, target.port, keepalive=30)
+    except OSError as exc:
+        raise RequestToolError(
+            f"cannot connect to MQTT broker {target.host}:{target.port}: {exc}"
+        ) from exc
+    return client
+
+
+def _shortened(answer: dict[str, Any], limit: int | None) -> dict[str, Any]:
+    payload = answer.get("payload")
+    if limit is None or not isinstance(payload, str) or len(payload) <= limit:
+        return answer
+    return {**answer, "payload": f"{payload[:limit]}... ({len(payload)} characters)"}
+
+
+def wait_until_online(target: BrokerTarget, base_topic: str, timeout: float) -> None:
+    """Block until the bridge's retained status says online; RequestToolError otherwise."""
+    states: queue.Queue[str] = queue.Queue()
+    client = _connect(target, f"mqtt-coap-bridge-wait-{uuid.uuid4().hex[:12]}")
+
+    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        try:
+            states.put(str(json.loads(message.payload).get("state")))
+        except (ValueError, AttributeError):
+            states.put("unreadable")
+
+    client.on_message = on_message
+    client.loop_start()
+    try:
+        client.subscribe(f"{base_topic}/status", qos=1)
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                if states.get(timeout=remaining) == "online":
+                    return
+            except queue.Empty:
+                break
+        raise RequestToolError(f"the bridge at {base_topic} did not come online in {timeout:g} s")
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def run_request(target: BrokerTarget, job: RequestJob, out: TextIO = sys.stdout) -> int:
+    """Publish `job.request`, print each answer as one JSON line; return an exit status.
+
+    Exit status: 0 for an answer with `"ok": true`, 1 for an error object or a CoAP
+    error code, 2 when no answer arrived within `job.wait` seconds.
+    """
+    answers: queue.Queue[dict[str, Any]] = queue.Queue()
+    session = uuid.uuid4().hex[:12]
+    reply_topic = f"{job.base_topic}/response/rr-{session}"
+    request = dict(job.request)
+    client = _connect(target, f"mqtt-coap-bridge-rr-{session}")
+    subscribed: queue.Queue[bool] = queue.Queue()
+
+    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        try:
+            answers.put(json.loads(message.payload))
+        except ValueError:
+            answers.put({"ok": False, "error": {"kind": "internal", "message": "bad answer"}})
+
+    def on_subscribe(*_args: object) -> None:
+        subscribed.put(True)
+
+    client.on_message = on_message
+    client.on_subscribe = on_subscribe
+    client.loop_start()
+    try:
+        client.subscribe(reply_topic, qos=1)
+        subscribed.get(timeout=10)
+        properties = None
+        if target.protocol == 5:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.ResponseTopic = reply_topic
+            properties.CorrelationData = session.encode()
+        else:
+            request["response_topic"] = reply_topic
+        info = client.publish(
+            f"{job.base_topic}/request", json.dumps(request), qos=1, properties=properties
+        )
+        info.wait_for_publish(timeout=10)
+        status = 2
+        received = 0
+        try:
+            while True:
+                try:
+                    answer = answers.get(timeout=job.wait)
+                except queue.Empty:
+                    if status == 2:
+                        print(f"no answer within {job.wait:g} s", file=sys.stderr)
+                    return status
+                print(json.dumps(_shortened(answer, job.max_payload_chars)), file=out, flush=True)
+                received += 1
+                status = 0 if answer.get("ok") else 1
+                if not job.stream or "observe" not in answer:
+                    return status
+                if job.max_answers is not None and received >= job.max_answers:
+                    return status
+        finally:
+            if job.stream:
+                cancel = {"id": request["id"], "cancel": True}
+                client.publish(
+                    f"{job.base_topic}/request", json.dumps(cancel), qos=1
+                ).wait_for_publish(timeout=5)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        client.loop_stop()
+        client.disconnect()

@@ -1,0 +1,329 @@
+"""The daemon: wiring of the layers, lifecycle, signals and systemd notifications.
+
+Start-up: serial port and modem bring-up (retried with backoff while the modem is not
+there), MQTT session, CoAP client, then the request front; `READY=1` once MQTT is
+connected and the modem is up. The layers nest in one AsyncExitStack, so shutdown runs
+in reverse: the front stops taking requests and gives in-flight ones
+`SHUTDOWN_GRACE` seconds before answering them `cancelled`; the CoAP client closes its
+instances; the MQTT client publishes the retained offline status and disconnects.
+
+SIGHUP re-reads the config. If it is invalid the daemon keeps running on the old one
+and reports the problems in its log and in `health.config`. If only the CoAP target
+rules, timeouts or logging changed they apply at once; any other change restarts the
+layers in-process (in-flight requests get the same grace as on shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge import sdnotify
+from bridge.at.engine import AtEngine
+from bridge.coap import CoapTransportSettings, ModemCoap
+from bridge.config import MqttProtocol as ConfigProtocol
+from bridge.config import Settings, load_config, load_password
+from bridge.errors import BridgeError, ConfigError
+from bridge.handler import CoapRequests
+from bridge.logs import configure_logging, register_secret
+from bridge.modem.l610 import L610
+from bridge.mqtt import (
+    FrontSettings,
+    MqttClient,
+    MqttClientSettings,
+    MqttProtocol,
+    RequestFront,
+    TlsSettings,
+)
+
+log = logging.getLogger(__name__)
+
+# Must stay below the unit's TimeoutStopSec (30 s) with room for the MQTT goodbye.
+SHUTDOWN_GRACE = 20.0
+MODEM_RETRY_INITIAL = 1.0
+MODEM_RETRY_MAX = 60.0
+
+# Settings that a reload applies without restarting any layer.
+_LIVE_COAP_KEYS = frozenset(
+    {"servers", "allow_hosts", "default_timeout", "max_timeout", "max_request_payload"}
+)
+
+
+@dataclass
+class ReloadState:
+    loaded_at: float = field(default_factory=time.time)
+    reloads: int = 0
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"loaded_at": round(self.loaded_at), "reloads": self.reloads, "error": self.error}
+
+
+def client_settings(settings: Settings) -> MqttClientSettings:
+    mqtt = settings.mqtt
+    password = load_password(settings) or ""
+    if password:
+        register_secret(password)
+    tls = None
+    if mqtt.tls.enabled:
+        tls = TlsSettings(
+            ca_file=mqtt.tls.ca_file, cert_file=mqtt.tls.cert_file, key_file=mqtt.tls.key_file
+        )
+    return MqttClientSettings(
+        client_id=mqtt.client_id,
+        base_topic=mqtt.base_topic,
+        host=mqtt.host,
+        port=mqtt.port,
+        protocol=MqttProtocol.V5 if mqtt.protocol is ConfigProtocol.V5 else MqttProtocol.V311,
+        username=mqtt.username,
+        password=password,
+        tls=tls,
+        keepalive=mqtt.keepalive,
+        session_expiry=mqtt.session_expiry,
+        max_queued=mqtt.max_queued,
+        receive_maximum=min(65535, max(settings.coap.max_in_flight * 2, 20)),
+    )
+
+
+def front_settings(settings: Settings) -> FrontSettings:
+    return FrontSettings(
+        base_topic=settings.mqtt.base_topic,
+        shared_group=settings.mqtt.shared_group,
+        pool_topic=settings.mqtt.pool_topic,
+        max_in_flight=settings.coap.max_in_flight,
+        dedupe_window=settings.dedupe_window,
+        health_interval=settings.health_interval,
+        shutdown_grace=SHUTDOWN_GRACE,
+    )
+
+
+def needs_restart(old: Settings, new: Settings) -> bool:
+    """True when `new` differs from `old` in anything a running stack cannot take live."""
+    old_data, new_data = old.model_dump(), new.model_dump()
+    for key in ("logging", "coap"):
+        old_data.pop(key)
+        new_data.pop(key)
+    if old_data != new_data:
+        return True
+    old_coap, new_coap = old.coap.model_dump(), new.coap.model_dump()
+    return any(old_coap[key] != new_coap[key] for key in old_coap.keys() - _LIVE_COAP_KEYS)
+
+
+class Daemon:
+    """One bridge process: the layer stack plus signal-driven reload and stop."""
+
+    def __init__(self, config_path: str, settings: Settings, *, logging_override: bool) -> None:
+        self._config_path = config_path
+        self.settings = settings
+        self._logging_override = logging_override
+        self._started = time.monotonic()
+        self._reload = ReloadState()
+        self._stop = asyncio.Event()
+        self._restart = asyncio.Event()
+        self._handler: CoapRequests | None = None
+        self._front: RequestFront[Any] | None = None
+        self._modem: L610 | None = None
+        self._coap: ModemCoap | None = None
+
+    # -- signals -------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        log.info("stop requested")
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        sdnotify.reloading()
+        try:
+            new = load_config(self._config_path)
+            client_settings(new)  # the password file must be readable too
+        except BridgeError as exc:
+            problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+            self._reload.error = "; ".join(problems)
+            log.error("reload refused, keeping the running config: %s", self._reload.error)
+            sdnotify.status(f"reload refused: {self._reload.error}")
+        else:
+            self._reload = ReloadState(reloads=self._reload.reloads + 1)
+            old, self.settings = self.settings, new
+            if not self._logging_override:
+                configure_logging(new.logging.level, new.logging.format)
+            if needs_restart(old, new):
+                log.info("config reloaded from %s; restarting the layers", self._config_path)
+                self._restart.set()
+            else:
+                if self._handler is not None:
+                    self._handler.settings = new
+                log.info("config reloaded from %s; applied live", self._config_path)
+        sdnotify.ready()
+        if self._front is not None:
+            self._front.health_changed()
+
+    # -- health --------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        health: dict[str, Any] = {
+            "state": "online",
+            "uptime_s": round(time.monotonic() - self._started),
+            "config": self._reload.as_dict(),
+        }
+        if self._modem is not None:
+            health["modem"] = self._modem.health().as_dict()
+        if self._coap is not None:
+            health["coap"] = self._coap.stats().as_dict()
+        if self._front is not None:
+            health["coap"] = {**health.get("coap", {}), "waiting": self._front.waiting}
+        return health
+
+    def _health_changed(self, *_args: object) -> None:
+        if self._front is not None:
+            self._front.health_changed()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        watchdog = asyncio.create_task(sdnotify.watchdog_loop(self._healthy), name="watchdog")
+        try:
+            while not self._stop.is_set():
+                self._restart.clear()
+                await self._run_stack()
+        finally:
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(signum)
+
+    def _healthy(self) -> bool:
+        # The pings run on the event loop: a blocked loop stops them by itself. Beyond
+        # that, a daemon whose stack has ended but which did not exit is not healthy.
+        return not self._stop.is_set() or self._front is not None
+
+    async def _run_stack(self) -> None:
+        settings = self.settings
+        async with AsyncExitStack() as stack:
+            sdnotify.status(f"bringing up the modem on {settings.modem.port}")
+            modem = await self._bring_up_modem(stack, settings)
+            if modem is None:
+                return
+            sdnotify.status(f"connecting to MQTT broker {settings.mqtt.host}:{settings.mqtt.port}")
+            client = await stack.enter_async_context(MqttClient(client_settings(settings)))
+            coap = await stack.enter_async_context(
+                ModemCoap(
+                    modem,
+                    CoapTransportSettings(
+                        max_instances=settings.modem.max_instances,
+                        instance_idle_close=settings.modem.instance_idle_close,
+                    ),
+                )
+            )
+            self._coap = coap
+            self._handler = CoapRequests(settings, coap)
+            front = await stack.enter_async_context(
+                RequestFront(client, self._handler, front_settings(settings), health=self.health)
+            )
+            self._front = front
+            modem.add_reset_listener(self._health_changed)
+            stack.callback(self._forget_layers)
+            stack.callback(sdnotify.stopping)
+            if not await self._wait_either(client.wait_connected()):
+                return
+            sdnotify.ready()
+            sdnotify.status(
+                f"serving {settings.mqtt.base_topic}/request via modem {settings.modem.port}"
+            )
+            log.info(
+                "bridge ready: modem %s, broker %s:%d, base topic %s",
+                settings.modem.port,
+                settings.mqtt.host,
+                settings.mqtt.port,
+                settings.mqtt.base_topic,
+            )
+            await self._wait_either(asyncio.Event().wait())
+            if self._stop.is_set():
+                log.info("stopping: answering in-flight requests (grace %.0f s)", SHUTDOWN_GRACE)
+
+    def _forget_layers(self) -> None:
+        self._front = self._coap = self._handler = None
+        self._modem = None
+
+    async def _bring_up_modem(self, stack: AsyncExitStack, settings: Settings) -> L610 | None:
+        """The modem, brought up; retried with backoff until it works or a stop comes."""
+        modem_settings = settings.modem
+        delay = MODEM_RETRY_INITIAL
+        while not self._stop.is_set():
+            attempt = AsyncExitStack()
+            try:
+                engine = await attempt.enter_async_context(
+                    AtEngine(
+                        modem_settings.port,
+                        baudrate=modem_settings.baudrate,
+                        command_timeout=modem_settings.command_timeout,
+                    )
+                )
+                modem = await attempt.enter_async_context(
+                    L610(
+                        engine,
+                        apn=modem_settings.apn,
+                        command_timeout=modem_settings.command_timeout,
+                        registration_timeout=modem_settings.registration_timeout,
+                    )
+                )
+            except BridgeError as exc:
+                await attempt.aclose()
+                log.warning("modem not usable: %s; retrying in %.0f s", exc, delay)
+                sdnotify.status(f"waiting for the modem: {exc}")
+                await self._wait_either(asyncio.sleep(delay))
+                delay = min(delay * 2, MODEM_RETRY_MAX) * random.uniform(0.8, 1.2)
+                continue
+            stack.push_async_exit(attempt)
+            self._modem = modem
+            health = modem.health()
+            log.info(
+                "modem up: %s %s, IMEI %s, IP %s, signal %s dBm",
+                health.model,
+                health.firmware,
+                health.imei,
+                health.ip,
+                health.rssi_dbm,
+            )
+            return modem
+        return None
+
+    async def _wait_either(self, awaitable: Any) -> bool:
+        """Await `awaitable` unless a stop or restart comes first; True if it finished."""
+        work = asyncio.ensure_future(awaitable)
+        stop = asyncio.create_task(self._stop.wait())
+        restart = asyncio.create_task(self._restart.wait())
+        try:
+            await asyncio.wait({work, stop, restart}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (work, stop, restart):
+                task.cancel()
+            await asyncio.gather(work, stop, restart, return_exceptions=True)
+        return work.done() and not work.cancelled() and work.exception() is None
+
+
+def run_daemon(config_path: str, *, log_format: str | None, log_level: str | None) -> int:
+    """`mqtt-coap-bridge run`: returns the process exit status."""
+    settings = load_config(config_path)
+    configure_logging(
+        log_level or settings.logging.level,
+        "json" if (log_format or settings.logging.format) == "json" else "text",
+    )
+    daemon = Daemon(
+        config_path, settings, logging_override=log_format is not None or log_level is not None
+    )
+    log.info("starting mqtt-coap-bridge with %s", config_path)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(daemon.run())
+    log.info("stopped")
+    return 0
