@@ -39,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file")
 
     check = verbs.add_parser("check-config", help="validate a config file and exit")
-    check.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file")
+    check.add_argument("-c", "--config", dest="config_option", help="config file")
+    check.add_argument("config", nargs="?", help=f"config file (default {DEFAULT_CONFIG})")
 
     request = verbs.add_parser(
         "request", help="publish one CoAP request over MQTT and print the answer"
@@ -165,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(arguments)
     try:
         if args.verb == "check-config":
-            return _check_config(args.config)
+            return _check_config(args.config_option or args.config or DEFAULT_CONFIG)
         if args.verb == "request":
             return _request(args)
         if args.verb == "run":

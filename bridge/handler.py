@@ -93,7 +93,10 @@ class CoapRequests:
             while True:
                 remaining = deadline - time.monotonic()
                 try:
-                    notification = await asyncio.wait_for(anext(notifications), max(remaining, 0))
+                    # Not asyncio.wait_for: on 3.11 it can swallow a cancellation (a cancel
+                    # request) that lands just as a notification arrives.
+                    async with asyncio.timeout(max(remaining, 0)):
+                        notification = await anext(notifications)
                 except TimeoutError:
                     if received == 0:
                         raise CoapTimeout(

@@ -585,16 +585,12 @@ def options_to_json(message: aiocoap.Message) -> dict[str, JsonValue]:
     }
 
 
-def response_to_json(
-    request_id: str, message: aiocoap.Message, rtt_ms: float, observe_seq: int | None = None
-) -> dict[str, JsonValue]:
-    """The response object for a CoAP response (or one observe notification)."""
+def _message_fields(message: aiocoap.Message) -> dict[str, JsonValue]:
     code = message.code
     content_format_option = message.opt.content_format
     content_format = None if content_format_option is None else int(content_format_option)
     payload, encoding = decode_payload(bytes(message.payload), content_format)
-    answer: dict[str, JsonValue] = {
-        "id": request_id,
+    return {
         "ok": int(code.class_) == 2,
         "code": str(code.dotted),
         "code_name": str(code.name_printable),
@@ -603,10 +599,31 @@ def response_to_json(
         "payload": payload,
         "payload_encoding": encoding.value,
     }
+
+
+def response_to_json(
+    request_id: str, message: aiocoap.Message, rtt_ms: float, observe_seq: int | None = None
+) -> dict[str, JsonValue]:
+    """The response object for a CoAP response (or one observe notification)."""
+    answer: dict[str, JsonValue] = {"id": request_id, **_message_fields(message)}
     if observe_seq is not None:
         answer["observe"] = observe_seq
     answer["rtt_ms"] = round(rtt_ms, 1)
     return answer
+
+
+def unsolicited_to_json(message: aiocoap.Message, remote: str) -> dict[str, JsonValue]:
+    """A CoAP message from `remote` that matched no request, for `<base>/unsolicited`."""
+    body: dict[str, JsonValue] = {
+        "remote": remote,
+        "type": str(message.mtype.name),
+        "mid": message.mid,
+        "token": bytes(message.token).hex(),
+        **_message_fields(message),
+    }
+    if message.opt.observe is not None:
+        body["observe"] = message.opt.observe
+    return body
 
 
 def error_to_json(request_id: str | None, exc: BaseException) -> dict[str, JsonValue]:

@@ -33,6 +33,7 @@ from bridge.config import Settings, load_config, load_password
 from bridge.errors import BridgeError, ConfigError
 from bridge.handler import CoapRequests
 from bridge.logs import configure_logging, register_secret
+from bridge.mapping import unsolicited_to_json
 from bridge.modem.l610 import L610
 from bridge.mqtt import (
     FrontSettings,
@@ -180,6 +181,12 @@ class Daemon:
             health["coap"] = {**health.get("coap", {}), "waiting": self._front.waiting}
         return health
 
+    def _publish_unsolicited(self, message: Any) -> None:
+        remote = str(getattr(message.remote, "hostinfo", message.remote))
+        log.info("unsolicited %s from %s published", message.code, remote)
+        if self._front is not None:
+            self._front.publish_unsolicited(unsolicited_to_json(message, remote))
+
     def _health_changed(self, *_args: object) -> None:
         if self._front is not None:
             self._front.health_changed()
@@ -231,6 +238,7 @@ class Daemon:
                 RequestFront(client, self._handler, front_settings(settings), health=self.health)
             )
             self._front = front
+            coap.set_unmatched_handler(self._publish_unsolicited)
             modem.add_reset_listener(self._health_changed)
             stack.callback(self._forget_layers)
             stack.callback(sdnotify.stopping)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
@@ -222,6 +223,12 @@ class ModemCoap:
         observation = Observation(self, message, remote, timeout)
         self._observations.add(observation)
         return observation
+
+    def set_unmatched_handler(self, handler: Callable[[Any], None]) -> None:
+        """Call `handler(message)` for each decoded response that matched no request."""
+        if self._mman is None:
+            raise Cancelled("the CoAP client is not running (closed or not started)")
+        self._mman.on_unmatched_response = handler
 
     def stats(self) -> CoapStats:
         transport = self._require_transport()

@@ -31,6 +31,18 @@ class PipeliningMessageManager(MessageManager):
     def __init__(self, token_manager: Any, *, nstart: int) -> None:
         super().__init__(token_manager)
         self.nstart = nstart
+        # Told about every response that matched no request (late answers, stray
+        # notifications); aiocoap still RSTs the CON ones as RFC 7252 §4.2 asks.
+        self.on_unmatched_response: Callable[[Any], None] | None = None
+
+    def _process_response(self, response: Any) -> bool:
+        matched: bool = super()._process_response(response)
+        if not matched and self.on_unmatched_response is not None:
+            try:
+                self.on_unmatched_response(response)
+            except Exception:
+                self.log.exception("unmatched-response handler failed")
+        return matched
 
     def active_exchanges(self, remote: Any) -> int:
         """CON exchanges to `remote` sent and not yet acknowledged, reset or given up."""

@@ -1,0 +1,52 @@
+"""The dedupe cache, sans-IO with a fake clock."""
+
+from __future__ import annotations
+
+from bridge.mqtt.dedupe import AnswerCache
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_entry_lives_for_the_window_only() -> None:
+    clock = FakeClock()
+    cache: AnswerCache[str] = AnswerCache(window=10, max_entries=100, clock=clock)
+    cache.put("a", "answer-a")
+    clock.now += 9.9
+    assert cache.get("a") == "answer-a"
+    clock.now += 0.2
+    assert cache.get("a") is None
+    assert len(cache) == 0
+
+
+def test_oldest_goes_when_full() -> None:
+    cache: AnswerCache[int] = AnswerCache(window=600, max_entries=3, clock=FakeClock())
+    for index in range(5):
+        cache.put(f"id-{index}", index)
+    assert [cache.get(f"id-{index}") for index in range(5)] == [None, None, 2, 3, 4]
+    assert len(cache) == 3
+
+
+def test_put_again_refreshes_age_and_order() -> None:
+    clock = FakeClock()
+    cache: AnswerCache[int] = AnswerCache(window=10, max_entries=2, clock=clock)
+    cache.put("a", 1)
+    clock.now += 5
+    cache.put("b", 2)
+    cache.put("a", 3)  # now the newest: "b" is the oldest
+    cache.put("c", 4)
+    assert cache.get("b") is None
+    assert cache.get("a") == 3
+    clock.now += 9
+    assert cache.get("a") == 3
+
+
+def test_zero_window_disables_the_cache() -> None:
+    cache: AnswerCache[int] = AnswerCache(window=0, max_entries=10)
+    cache.put("a", 1)
+    assert cache.get("a") is None
