@@ -216,3 +216,24 @@ async def test_round_trip_with_real_server(aiocoap_server: AiocoapServer, client
 
     missing = await round_trip(client, settings, uri="coap://srv/nope")
     assert (missing["ok"], missing["code"]) == (False, "4.04")
+
+
+def test_unsolicited_message_carries_remote_type_token_and_decoded_payload() -> None:
+    from bridge.mapping import unsolicited_to_json
+
+    message = aiocoap.Message(
+        _mtype=aiocoap.NON,
+        code=aiocoap.CONTENT,
+        _mid=5,
+        _token=b"\x01\xff",
+        payload=b'{"a": 1}',
+        content_format=50,
+        observe=7,
+    )
+
+    body = unsolicited_to_json(message, "meters.example:5683")
+
+    assert body["remote"] == "meters.example:5683"
+    assert (body["type"], body["mid"], body["token"]) == ("NON", 5, "01ff")
+    assert (body["code"], body["payload"], body["observe"]) == ("2.05", {"a": 1}, 7)
+    assert "id" not in body
