@@ -1,0 +1,125 @@
+"""The bench's CoAP server: one aiocoap process serving the same resources on several ports.
+
+`python -m bench.coap_server --port P [--port P ...]` prints `ready` once every port is
+bound and serves until SIGTERM/SIGINT. Several ports stand in for several remote
+servers (the pool-churn case); one process keeps the soak's hit counter in one place.
+
+Resources:
+- `/small`: a 20-byte JSON body, the typical meter reading.
+- `/p16`, `/p200`, `/p4k`: 16, 200 and 4096 bytes (the last one needs block-wise).
+- `/soak?id=<request id>`: a small body; counts every exchange per id, so the soak can
+  tell a duplicated send (the bridge sent one MQTT request twice) from a retransmission
+  (aiocoap's message layer answers those from its cache without rendering again).
+- `/hits`: JSON `{"total": n, "ids": distinct ids, "repeated": {id: count}}` for ids seen
+  more than once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections import Counter
+from collections.abc import Sequence
+
+import aiocoap
+import aiocoap.resource as resource
+
+SMALL_BODY = b'{"temp":21.5,"ok":1}'
+TEXT_PLAIN = 0
+APPLICATION_JSON = 50
+
+
+def _body(size: int) -> bytes:
+    """Printable bytes, so the bridge answers with text rather than base64."""
+    pattern = bytes(range(48, 123))
+    return (pattern * (size // len(pattern) + 1))[:size]
+
+
+class FixedBody(resource.Resource):  # type: ignore[misc]
+    def __init__(self, body: bytes, content_format: int) -> None:
+        super().__init__()
+        self._body = body
+        self._content_format = content_format
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        return aiocoap.Message(payload=self._body, content_format=self._content_format)
+
+
+class SoakTarget(resource.Resource):  # type: ignore[misc]
+    """Counts renders per request id taken from the `id=` query parameter."""
+
+    def __init__(self, hits: Counter[str]) -> None:
+        super().__init__()
+        self._hits = hits
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        request_id = ""
+        for parameter in request.opt.uri_query:
+            if parameter.startswith("id="):
+                request_id = parameter[3:]
+        self._hits[request_id] += 1
+        return aiocoap.Message(payload=SMALL_BODY, content_format=APPLICATION_JSON)
+
+
+class HitReport(resource.Resource):  # type: ignore[misc]
+    def __init__(self, hits: Counter[str]) -> None:
+        super().__init__()
+        self._hits = hits
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        report = {
+            "total": sum(self._hits.values()),
+            "ids": len(self._hits),
+            "repeated": {key: count for key, count in self._hits.items() if count > 1},
+        }
+        return aiocoap.Message(payload=json.dumps(report).encode(), content_format=APPLICATION_JSON)
+
+
+def bench_site(hits: Counter[str]) -> resource.Site:
+    site = resource.Site()
+    site.add_resource(["small"], FixedBody(SMALL_BODY, APPLICATION_JSON))
+    site.add_resource(["p16"], FixedBody(_body(16), TEXT_PLAIN))
+    site.add_resource(["p200"], FixedBody(_body(200), TEXT_PLAIN))
+    site.add_resource(["p4k"], FixedBody(_body(4096), TEXT_PLAIN))
+    site.add_resource(["soak"], SoakTarget(hits))
+    site.add_resource(["hits"], HitReport(hits))
+    return site
+
+
+async def serve(ports: Sequence[int]) -> None:
+    hits: Counter[str] = Counter()
+    site = bench_site(hits)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    contexts = []
+    try:
+        for port in ports:
+            contexts.append(
+                await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port))
+            )
+        print("ready", flush=True)
+        await stop.wait()
+    finally:
+        for context in contexts:
+            with contextlib.suppress(Exception):
+                await context.shutdown()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.coap_server")
+    parser.add_argument("--port", type=int, action="append", required=True, help="UDP port")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    asyncio.run(serve(args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
