@@ -265,6 +265,17 @@ class RequestFront(Generic[RequestT]):
         consume.cancel()
         await asyncio.gather(consume, return_exceptions=True)
         grace = self._settings.shutdown_grace
+        for record in list(self._in_flight.values()):
+            if record.task is None or record.task.done():
+                continue
+            if not record.started:
+                # Still waiting for a slot: it must not start now. Cancelled without an
+                # answer and left unacknowledged, the broker redelivers it next session.
+                record.task.cancel()
+            elif record.observe:
+                # A stream never finishes on its own: end it now rather than after the grace.
+                record.cancel_reason = "the bridge is shutting down"
+                record.task.cancel()
         started = [r.task for r in self._in_flight.values() if r.started and r.task is not None]
         if started:
             await asyncio.wait(started, timeout=grace)
