@@ -131,17 +131,16 @@ def _request(args: argparse.Namespace) -> int:
         "method": args.method.upper(),
         "uri": args.uri,
     }
-    if not args.non:
-        request["type"] = "CON"
-    else:
-        request["type"] = "NON"
+    request["type"] = "NON" if args.non else "CON"
     if args.payload is not None:
         if args.json:
             request["payload"] = json.loads(args.payload)
             request["payload_encoding"] = "json"
+            request["content_format"] = "application/json"
         else:
             request["payload"] = args.payload
             request["payload_encoding"] = "text"
+            request["content_format"] = "text/plain;charset=utf-8"
     for key in ("content_format", "accept", "timeout"):
         value = getattr(args, key)
         if value is not None:

@@ -36,6 +36,7 @@ from bridge.logs import configure_logging, register_secret
 from bridge.mapping import unsolicited_to_json
 from bridge.modem.l610 import L610
 from bridge.mqtt import (
+    FrontCounters,
     FrontSettings,
     MqttClient,
     MqttClientSettings,
@@ -132,6 +133,7 @@ class Daemon:
         self._front: RequestFront[Any] | None = None
         self._modem: L610 | None = None
         self._coap: ModemCoap | None = None
+        self._counters: FrontCounters | None = None
 
     # -- signals -------------------------------------------------------------------------
 
@@ -237,6 +239,11 @@ class Daemon:
             front = await stack.enter_async_context(
                 RequestFront(client, self._handler, front_settings(settings), health=self.health)
             )
+            # Counters describe the process, not one incarnation of the layers.
+            if self._counters is None:
+                self._counters = front.counters
+            else:
+                front.counters = self._counters
             self._front = front
             coap.set_unmatched_handler(self._publish_unsolicited)
             modem.add_reset_listener(self._health_changed)
