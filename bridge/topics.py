@@ -6,9 +6,22 @@ request mapping to check `response_topic`, the MQTT front to route answers.
 
 from __future__ import annotations
 
+import re
+
 # `+` and `#` are wildcards, only valid in subscriptions; NUL is forbidden in any
 # MQTT UTF-8 string (MQTT 5 §1.5.4, MQTT 3.1.1 §1.5.3).
 _FORBIDDEN_IN_TOPIC = ("+", "#", "\x00")
+# Surrogates cannot be encoded as UTF-8 at all; control characters and Unicode
+# noncharacters are "SHOULD NOT" in MQTT 5 §1.5.4, and mosquitto treats a PUBLISH to
+# such a topic as a malformed packet and drops the connection. An answer to one would
+# be redelivered and re-published forever, so they are refused like wildcards.
+_UNPUBLISHABLE = re.compile(
+    "[\x01-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef"
+    + "".join(
+        f"{chr(plane | 0xFFFE)}{chr(plane | 0xFFFF)}" for plane in range(0, 0x110000, 0x10000)
+    )
+    + "]"
+)
 
 INVALID_SUFFIX = "invalid"
 """`<base>/response/invalid` answers requests without a usable id."""
@@ -22,6 +35,12 @@ def topic_problem(topic: str) -> str | None:
         if char in topic:
             shown = "NUL" if char == "\x00" else repr(char)
             return f"must not contain {shown} (wildcards and NUL are not allowed in a topic name)"
+    unpublishable = _UNPUBLISHABLE.search(topic)
+    if unpublishable is not None:
+        return (
+            f"must not contain U+{ord(unpublishable.group()):04X} (control characters, "
+            "surrogates and Unicode noncharacters are refused by MQTT brokers)"
+        )
     if len(topic.encode("utf-8")) > 65535:
         return "is longer than the 65535 bytes MQTT allows"
     return None
@@ -79,4 +98,6 @@ def answer_topic(
         return mqtt5_response_topic
     if body_response_topic:
         return body_response_topic
-    return response_prefix(base) + request_id
+    topic = response_prefix(base) + request_id
+    # An id the mapping let through can still make a topic no broker accepts.
+    return topic if topic_problem(topic) is None else response_prefix(base) + INVALID_SUFFIX

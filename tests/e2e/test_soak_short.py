@@ -20,8 +20,8 @@ def test_every_request_is_answered_through_faults() -> None:
         500,
         in_flight=16,
         profile=LinkProfile(latency_ms=5, loss=0.05, seed=11),
-        request_timeout=15.0,
-        grace=45.0,
+        request_timeout=8.0,
+        grace=30.0,
         log_level="warning",
     )
 
@@ -31,3 +31,7 @@ def test_every_request_is_answered_through_faults() -> None:
     assert len(report.faults) == 5, report.render()
     # Faults cost some requests an error answer, but most must get through.
     assert report.ok >= 400, report.render()
+    # The server sees an id twice only when a modem reset caught its CON in flight (it is
+    # retransmitted from a new instance, see tests/reliability/test_faults_modem.py):
+    # at most one window of requests per modem fault (reboot, unplug).
+    assert report.duplicate_sends <= 2 * 16, report.render()

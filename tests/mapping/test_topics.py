@@ -75,3 +75,15 @@ def test_topic_problems() -> None:
     assert "'#'" in str(topic_problem("#"))
     assert "NUL" in str(topic_problem("a\x00"))
     assert "65535" in str(topic_problem("x" * 65536))
+
+
+@pytest.mark.parametrize("char", ["\x1b", "\x85", "\ufffe", "\U0001ffff", "\ufdd0"])
+def test_topics_brokers_refuse_are_refused(char: str) -> None:
+    problem = topic_problem(f"coap-bridge/gw/response/a{char}b")
+
+    assert problem is not None
+    assert f"U+{ord(char):04X}" in problem
+
+
+def test_answer_to_an_unpublishable_id_goes_to_response_invalid() -> None:
+    assert answer_topic("coap-bridge/gw", "a\ufffeb") == "coap-bridge/gw/response/invalid"

@@ -1,0 +1,211 @@
+"""Helpers of the reliability tests: a requester that keeps books on every answer.
+
+`Ledger` is an MQTT 5 client with a persistent session that re-subscribes on every
+connect, so it rides out broker restarts without losing answers, and records every
+answer under its request id. The tests publish a batch, wait until every id has an
+answer, wait a little longer for duplicates, then check the books: one answer per id,
+of an expected kind, and (through `/count?id=<id>` on the e2e CoAP server) at most one
+exchange per id reaching the CoAP server.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from tests.fixtures.daemon import BridgeStack
+from tests.fixtures.mosquitto import MosquittoBroker
+
+# Seconds to keep listening after the last expected answer: a duplicate shows up here.
+SETTLE = 0.5
+
+
+class Ledger:
+    """Publishes requests on `<base>/request` and records the answers by request id."""
+
+    def __init__(
+        self, broker: MosquittoBroker, base: str, *, username: str = "", password: str = ""
+    ) -> None:
+        self.base = base
+        self.answers: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
+        self.topics: dict[str | None, list[str]] = defaultdict(list)
+        self.other: list[tuple[str, bytes]] = []
+        self.received = 0  # every message on <base>/response/#, ever
+        self._condition = threading.Condition()
+        self._subscribed = threading.Event()
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"ledger-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
+        if username:
+            self._client.username_pw_set(username, password)
+        if broker.tls is not None:
+            self._client.tls_set(
+                ca_certs=str(broker.tls.ca_file),
+                certfile=str(broker.tls.client_cert),
+                keyfile=str(broker.tls.client_key),
+            )
+        # paho annotates ints but computes with floats; sub-second retries keep the
+        # broker-restart tests short.
+        self._client.reconnect_delay_set(0.05, 0.5)  # type: ignore[arg-type]
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = lambda *args: self._subscribed.set()
+        self._client.on_message = self._on_message
+        connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        # The broker keeps the subscription and queues answers while we are away.
+        connect.SessionExpiryInterval = 600
+        self._client.connect(
+            broker.host, broker.port, keepalive=5, clean_start=False, properties=connect
+        )
+        self._client.loop_start()
+        if not self._subscribed.wait(5):
+            self.close()
+            raise RuntimeError(f"ledger could not subscribe on {broker.host}:{broker.port}")
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
+        client.subscribe(f"{self.base}/response/#", qos=1)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            body = json.loads(message.payload)
+        except ValueError:
+            body = None
+        with self._condition:
+            self.received += 1
+            if isinstance(body, dict) and "id" in body:
+                request_id = body["id"] if isinstance(body["id"], str) else None
+                self.answers[request_id].append(body)
+                self.topics[request_id].append(message.topic)
+            else:
+                self.other.append((message.topic, bytes(message.payload)))
+            self._condition.notify_all()
+
+    # -- requests ------------------------------------------------------------------------
+
+    def publish(self, payload: bytes | str, properties: Properties | None = None) -> None:
+        """QoS 1 on `<base>/request`; while the broker is down paho keeps it for later."""
+        self._client.publish(f"{self.base}/request", payload, qos=1, properties=properties)
+
+    def request(self, request_id: str, uri: str, **fields: Any) -> str:
+        self.publish(json.dumps({"id": request_id, "method": "GET", "uri": uri, **fields}))
+        return request_id
+
+    def count_requests(self, prefix: str, n: int, **fields: Any) -> list[str]:
+        """`n` GETs of `/count?id=<id>` on the `lab` server; returns their ids."""
+        ids = [f"{prefix}-{i}" for i in range(n)]
+        for request_id in ids:
+            self.request(request_id, f"coap://lab/count?id={request_id}", **fields)
+        return ids
+
+    # -- books ---------------------------------------------------------------------------
+
+    def wait_answered(self, ids: Iterable[str | None], timeout: float) -> None:
+        """Wait until every id has an answer, then `SETTLE` s more for duplicates."""
+        wanted = list(ids)
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while missing := [i for i in wanted if not self.answers.get(i)]:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"{len(missing)} of {len(wanted)} requests unanswered after "
+                        f"{timeout:g} s: {missing[:10]}"
+                    )
+                self._condition.wait(remaining)
+        time.sleep(SETTLE)
+
+    def single(self, request_id: str | None) -> dict[str, Any]:
+        """The one answer of `request_id` (AssertionError if none or several)."""
+        with self._condition:
+            answers = list(self.answers.get(request_id, []))
+        assert len(answers) == 1, f"{request_id}: {len(answers)} answers: {answers}"
+        return answers[0]
+
+    def one_answer_each(self, ids: Iterable[str], *, identical_repeats: bool = False) -> None:
+        """Exactly one answer per id; with `identical_repeats`, repeats are allowed only as
+        identical copies (QoS 1 is at-least-once: an answer whose PUBACK a broker restart
+        swallowed is published again, and the redelivered request is answered from the
+        dedupe cache with the same object)."""
+        for request_id in ids:
+            with self._condition:
+                answers = list(self.answers.get(request_id, []))
+            assert answers, f"{request_id}: no answer"
+            if identical_repeats:
+                assert all(a == answers[0] for a in answers), f"{request_id}: {answers}"
+            else:
+                assert len(answers) == 1, f"{request_id}: {len(answers)} answers: {answers}"
+
+    def kinds(self, ids: Iterable[str]) -> dict[str, str]:
+        """id -> "ok", "coap <code>" or the error kind, of the first answer."""
+        result = {}
+        for request_id in ids:
+            answer = self.answers[request_id][0]
+            if answer.get("ok"):
+                result[request_id] = "ok"
+            elif isinstance(answer.get("error"), dict):
+                result[request_id] = str(answer["error"]["kind"])
+            else:
+                result[request_id] = f"coap {answer.get('code')}"
+        return result
+
+
+LedgerFactory = Callable[..., Ledger]
+
+
+@pytest.fixture
+def ledger() -> Iterator[Callable[..., Ledger]]:
+    """`ledger(stack)`: a Ledger on the stack's broker and base topic; closed at teardown."""
+    made: list[Ledger] = []
+
+    def make(stack: BridgeStack, **options: Any) -> Ledger:
+        book = Ledger(stack.broker, stack.base, **options)
+        made.append(book)
+        return book
+
+    yield make
+    for book in made:
+        book.close()
+
+
+def assert_serving(
+    stack: BridgeStack, book: Ledger, tag: str = "after", within: float = 20
+) -> None:
+    """The daemon is alive and answers a fresh request with a CoAP response.
+
+    After a modem fault the daemon answers `modem_unavailable` at once until bring-up is
+    done (failing fast is the contract), so those answers are followed by another try.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        assert stack.process is not None
+        assert stack.process.poll() is None, stack.daemon_log()[-3000:]
+        request_id = f"{tag}-{uuid.uuid4().hex[:6]}"
+        book.request(request_id, "coap://lab/hello")
+        book.wait_answered([request_id], timeout=max(1.0, deadline - time.monotonic()))
+        answer = book.single(request_id)
+        if answer["ok"] is True:
+            return
+        kind = answer.get("error", {}).get("kind")
+        assert kind == "modem_unavailable", answer
+        assert time.monotonic() < deadline, f"still {answer} after {within:g} s"
+        time.sleep(0.3)
+
+
+def server_hits(stack: BridgeStack, ids: Iterable[str]) -> dict[str, int]:
+    return {request_id: stack.coap.hits(request_id) for request_id in ids}

@@ -1,0 +1,143 @@
+"""What a confused modem can put on the serial line, through the real engine over a pty.
+
+tests/at covers the framer sans-IO (including a 10 MiB line) and 10 kB of noise through
+the engine; tests/modem covers malformed and unknown-id +GTCOAPDATA lines through the
+driver. Here the same faults go through the whole serial path at full size: the
+simulator's pty, pyserial, the engine's reader and the L610 driver's supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bridge.at.engine import AtEngine
+from bridge.at.framer import DEFAULT_MAX_LINE
+from bridge.modem.codec import Datagram
+from bridge.modem.l610 import L610
+from bridge.simulator import L610Simulator
+from tests.fixtures.simulator import SimulatorFactory
+
+COMMAND_TIMEOUT = 1.0
+TEN_MIB = 10 * 1024 * 1024
+
+
+@dataclass
+class Line:
+    sim: L610Simulator
+    at: AtEngine
+    modem: L610
+    datagrams: list[Datagram]
+
+
+@pytest.fixture
+async def line(simulator_factory: SimulatorFactory) -> AsyncIterator[Line]:
+    sim = await simulator_factory()
+    async with (
+        AtEngine(sim.port_path, command_timeout=COMMAND_TIMEOUT, reconnect_initial=0.05) as at,
+        L610(
+            at,
+            command_timeout=COMMAND_TIMEOUT,
+            registration_timeout=5.0,
+            pdp_timeout=5.0,
+            retry_initial=0.05,
+            retry_max=0.5,
+            boot_settle=0.1,
+        ) as modem,
+    ):
+        datagrams: list[Datagram] = []
+        modem.set_datagram_handler(datagrams.append)
+        yield Line(sim, at, modem, datagrams)
+
+
+async def drained(at: AtEngine, expected_bytes: int, within: float = 20.0) -> None:
+    """Wait until the engine has read `expected_bytes` in total from the port."""
+    async with asyncio.timeout(within):
+        # The engine's counters have no change notification: poll them.
+        while at.stats.bytes_read < expected_bytes:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def test_ten_mebibyte_line_without_terminator_is_dropped_and_the_modem_serves_on(
+    line: Line,
+) -> None:
+    before = line.at.stats.bytes_read
+    generation = line.modem.generation
+    # 10 MiB with neither CR nor LF, in 64 KiB chunks a little apart: the simulator, like
+    # a USB device, discards output beyond 1 MiB that the host has not read yet.
+    data = b"\x55" * TEN_MIB + b"\r\n+GTCOAPDATA: 2,2,CAFE\r\n"
+    line.sim.inject_raw(data, chunk_size=65536, chunk_delay=0.002)
+    await drained(line.at, before + len(data))
+    assert line.sim.stats.bytes_dropped == 0
+
+    # Still the same modem: no reset was inferred from the noise, and commands work.
+    assert await line.at.command("AT") == []
+    assert await line.modem.free_instance_ids() == [1, 2, 3, 4]
+    assert line.at.stats.overflows == 1
+    assert line.datagrams == [Datagram(2, b"\xca\xfe")]
+    assert (line.modem.generation, line.modem.ready) == (generation, True)
+
+
+async def test_overlong_data_urc_is_dropped_not_truncated_into_a_datagram(line: Line) -> None:
+    before = line.at.stats.bytes_read
+    # A +GTCOAPDATA longer than the line limit must not turn into a shortened datagram.
+    hex_body = "AB" * DEFAULT_MAX_LINE
+    urc = f"\r\n+GTCOAPDATA: 1,{DEFAULT_MAX_LINE},{hex_body}\r\n+GTCOAPDATA: 1,1,01\r\n"
+    line.sim.inject_raw(urc.encode(), chunk_size=1000)
+    await drained(line.at, before + len(urc))
+    assert await line.at.command("AT") == []
+    assert line.datagrams == [Datagram(1, b"\x01")]
+    assert line.at.stats.overflows == 1
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    noise=st.lists(
+        st.one_of(
+            st.binary(max_size=300),
+            st.sampled_from(
+                [
+                    b"OK",
+                    b"ERROR",
+                    b"+CME ERROR: 3",
+                    b"RDY",
+                    b"+CPIN: READY",
+                    b"+GTCOAPDATA: 1,2,ABC",
+                    b"+GTCOAPDATA: 9,1,01",
+                    b"+GTCOAPDATA: 1,3,ABCD",
+                    b"+GTCOAPCLOSE: 2",
+                    b"AT+CMEE?",
+                    b"+CMEE: 2",
+                    b"\r",
+                    b"\n",
+                    b"\x00\xff",
+                ]
+            ),
+        ),
+        max_size=12,
+    ),
+    chunk_size=st.integers(min_value=1, max_value=64),
+)
+async def test_arbitrary_bytes_on_the_line_never_break_the_engine(
+    line: Line, noise: list[bytes], chunk_size: int
+) -> None:
+    # Ends with a line break: a partial last line would otherwise (rightly) become the
+    # first information line of the next command's reply.
+    data = b"".join(noise) + b"\r\n"
+    before = line.at.stats.bytes_read
+    line.sim.inject_raw(data, chunk_size=chunk_size)
+    await drained(line.at, before + len(data))
+    # Boot lines in the noise make the driver re-run bring-up (that is its job); once it
+    # is ready again the engine must answer the next command normally.
+    await line.modem.wait_ready(timeout=10)
+    assert await line.at.command("AT") == []
+    await line.modem.wait_ready(timeout=10)
