@@ -281,6 +281,8 @@ class Settings(_Section):
     coap: CoapSettings = Field(default_factory=CoapSettings)
     dedupe_window: float = Field(default=600.0, ge=0, allow_inf_nan=False)
     health_interval: Seconds = 60.0
+    # Kept below the unit's TimeoutStopSec (30 s) minus the MQTT goodbye (about 6 s).
+    shutdown_grace: Seconds = Field(default=20.0, le=600)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @model_validator(mode="before")

@@ -4,7 +4,7 @@ Start-up: serial port and modem bring-up (retried with backoff while the modem i
 there), MQTT session, CoAP client, then the request front; `READY=1` once MQTT is
 connected and the modem is up. The layers nest in one AsyncExitStack, so shutdown runs
 in reverse: the front stops taking requests and gives in-flight ones
-`SHUTDOWN_GRACE` seconds before answering them `cancelled`; the CoAP client closes its
+`shutdown_grace` seconds before answering them `cancelled`; the CoAP client closes its
 instances; the MQTT client publishes the retained offline status and disconnects.
 
 SIGHUP re-reads the config. If it is invalid the daemon keeps running on the old one
@@ -47,8 +47,6 @@ from bridge.mqtt import (
 
 log = logging.getLogger(__name__)
 
-# Must stay below the unit's TimeoutStopSec (30 s) with room for the MQTT goodbye.
-SHUTDOWN_GRACE = 20.0
 MODEM_RETRY_INITIAL = 1.0
 MODEM_RETRY_MAX = 60.0
 
@@ -102,7 +100,7 @@ def front_settings(settings: Settings) -> FrontSettings:
         max_in_flight=settings.coap.max_in_flight,
         dedupe_window=settings.dedupe_window,
         health_interval=settings.health_interval,
-        shutdown_grace=SHUTDOWN_GRACE,
+        shutdown_grace=settings.shutdown_grace,
     )
 
 
@@ -231,6 +229,9 @@ class Daemon:
                     CoapTransportSettings(
                         max_instances=settings.modem.max_instances,
                         instance_idle_close=settings.modem.instance_idle_close,
+                        # As many CON exchanges with one server as requests may be in
+                        # flight: the front's limit is the one that should bind, not NSTART.
+                        nstart=max(settings.coap.max_in_flight, 1),
                     ),
                 )
             )
@@ -264,7 +265,10 @@ class Daemon:
             )
             await self._wait_either(asyncio.Event().wait())
             if self._stop.is_set():
-                log.info("stopping: answering in-flight requests (grace %.0f s)", SHUTDOWN_GRACE)
+                log.info(
+                    "stopping: answering in-flight requests (grace %.0f s)",
+                    settings.shutdown_grace,
+                )
 
     def _forget_layers(self) -> None:
         self._front = self._coap = self._handler = None

@@ -109,17 +109,19 @@ def test_daemon_killed_mid_flight_and_restarted(
 def test_sigterm_under_load_answers_or_cancels_every_request_in_flight(
     bridge_stack: BridgeStackFactory, ledger: LedgerFactory
 ) -> None:
-    # The one slow test here: the daemon gives in-flight requests 20 s (service.py's
-    # SHUTDOWN_GRACE, not configurable) before it answers them `cancelled`.
-    stack = bridge_stack(latency_ms=LATENCY_MS, overrides={"coap.max_in_flight": 4})
+    # In-flight requests get `shutdown_grace` (5 s here) before they are answered
+    # `cancelled`; the slow one outlives it.
+    stack = bridge_stack(
+        latency_ms=LATENCY_MS, overrides={"coap.max_in_flight": 4, "shutdown_grace": 5}
+    )
     book = ledger(stack)
     slow = "term-slow"
-    book.request(slow, "coap://lab/slow?s=28", timeout=30)
+    book.request(slow, "coap://lab/slow?s=20", timeout=30)
     quick = book.count_requests("term", 12, timeout=20)
     time.sleep(0.4)
     began = time.monotonic()
-    assert stack.stop_daemon(signal.SIGTERM, timeout=40) == 0
-    assert time.monotonic() - began < 25
+    assert stack.stop_daemon(signal.SIGTERM, timeout=30) == 0
+    assert time.monotonic() - began < 12
 
     # The slow one outlived the grace and was answered `cancelled` on its own topic
     # before the exit; those being served finished within the grace.
