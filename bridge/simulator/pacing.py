@@ -32,6 +32,16 @@ class TokenBucket:
     def consume(self, count: int) -> None:
         self._tokens -= count
 
+    def start_after_idle(self, now: float) -> None:
+        """The line had nothing to carry until `now`: no credit for that time.
+
+        A UART cannot save up idle time: bytes handed to an idle line complete one byte
+        time apart from now on. Credit only builds up while bytes wait (a late wake-up
+        of the event loop), which is what the burst is for.
+        """
+        self.available(now)
+        self._tokens = min(self._tokens, 0.0)
+
     def delay_for(self, wanted: int) -> float:
         """Seconds until min(wanted, burst/4) whole bytes are available (after `available`)."""
         needed = min(float(wanted), max(1.0, float(int(self.burst / 4)))) - self._tokens

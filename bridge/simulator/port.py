@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
+import struct
+import termios
 import tty
 from collections.abc import Callable
 
@@ -52,6 +55,8 @@ class PtyPort:
         self._flush_handle: asyncio.Handle | None = None
         self._waiting_writable = False
         self._read_timer: asyncio.TimerHandle | None = None
+        # The host's line was idle when last read (everything it wrote was taken).
+        self._input_idle = True
         self._reading = False
         self._paused = False
         self._closed = False
@@ -90,10 +95,18 @@ class PtyPort:
     def _on_readable(self) -> None:
         limit = READ_CHUNK
         if self._in_bucket is not None:
-            limit = self._in_bucket.available(self._loop.time())
+            now = self._loop.time()
+            if self._input_idle:
+                # The host just started writing: its bytes arrive one byte time apart
+                # from now, however long the line was quiet before.
+                self._in_bucket.start_after_idle(now)
+                self._input_idle = False
+            limit = self._in_bucket.available(now)
             if limit == 0:
                 self._stop_reading()
-                delay = self._in_bucket.delay_for(READ_CHUNK)
+                # Wake when what the host wrote has arrived (a command: its CR), not
+                # later: the modem acts on a line as soon as its last byte is in.
+                delay = self._in_bucket.delay_for(self._input_waiting() or 1)
                 self._read_timer = self._loop.call_later(delay, self._pacing_done)
                 return
         try:
@@ -108,8 +121,18 @@ class PtyPort:
             return
         if self._in_bucket is not None:
             self._in_bucket.consume(len(data))
+            self._input_idle = not self._input_waiting()
         self._counters.bytes_in += len(data)
         self._on_data(data)
+
+    def _input_waiting(self) -> int:
+        """Bytes the host has written that the modem has not taken yet."""
+        try:
+            raw = fcntl.ioctl(self._master, termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return 0
+        waiting: int = struct.unpack("i", raw)[0]
+        return waiting
 
     def _pacing_done(self) -> None:
         self._read_timer = None
@@ -125,6 +148,9 @@ class PtyPort:
         if len(self._out) + len(data) > MAX_PENDING_OUTPUT:
             self._counters.bytes_dropped += len(data)
             return
+        if not self._out and self._out_bucket is not None and not self._waiting_writable:
+            # The line was idle: these bytes go out one byte time apart from now.
+            self._out_bucket.start_after_idle(self._loop.time())
         self._out += data
         if self._flush_handle is None and not self._waiting_writable:
             self._flush_handle = self._loop.call_soon(self._flush)
@@ -169,7 +195,11 @@ class PtyPort:
         if self._out_bucket is None:
             self._flush_handle = self._loop.call_soon(self._flush)
         else:
-            delay = self._out_bucket.delay_for(len(self._out))
+            # Wake when the next line has been clocked out completely: the host acts on
+            # whole lines, so a line must not wait for bytes behind it to be paced too.
+            line_end = self._out.find(b"\n")
+            wanted = len(self._out) if line_end < 0 else line_end + 1
+            delay = self._out_bucket.delay_for(wanted)
             self._flush_handle = self._loop.call_later(delay, self._flush)
 
     def _on_writable(self) -> None:
