@@ -1,12 +1,17 @@
-"""Threaded serial I/O that never blocks the asyncio event loop.
+"""Serial I/O that never blocks the asyncio event loop.
 
 pyserial's ``serial_for_url`` gives one object for device paths, ptys, ``socket://`` and
-``rfc2217://``, but only blocking calls (its non-blocking write spins on EAGAIN). So each
-open port gets two daemon threads: a reader handing chunks to the loop, and a writer
-draining a queue. Where the port has a file descriptor (device, pty, socket) the reader
-sleeps in ``select`` on it plus a wake-up pipe, so it costs nothing while idle and stops
-at once; ports without one (rfc2217) are read with a short timeout instead.
+``rfc2217://``, but only blocking calls (its non-blocking write spins on EAGAIN).
 
+Where the port has a file descriptor (device, pty, socket) the event loop watches it
+directly: the descriptor is made non-blocking, readable data is read with one
+``os.read`` in the loop's reader callback, and writes go out with ``os.write`` at once,
+the rest (a full buffer) when the loop reports the descriptor writable. This is the hot
+path of every AT command and ``+GTCOAPDATA`` line, and costs no thread hand-off, no
+wake-up pipe and no extra ``select`` per chunk.
+
+Ports without a descriptor (rfc2217) get two daemon threads instead: a reader polling
+with a short timeout and handing chunks to the loop, and a writer draining a queue.
 Chunks are coalesced: while the loop has not yet taken the previous ones, new chunks are
 appended to the same batch, so a burst costs one loop wake-up, not one per read.
 """
@@ -15,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import io
 import logging
 import os
 import queue
-import select
 import threading
 from collections.abc import Callable
 
@@ -56,10 +61,10 @@ def _fileno(port: serial.SerialBase) -> int | None:
 
 
 class SerialConnection:
-    """One open port with its reader and writer threads.
+    """One open port, watched by the event loop (or served by two threads, see above).
 
-    `on_data` and `on_lost` run on the event loop (scheduled with
-    ``call_soon_threadsafe``); `on_lost` is called at most once, never after `stop`.
+    `on_data` and `on_lost` run on the event loop; `on_lost` is called at most once,
+    never after `stop`.
     """
 
     def __init__(
@@ -74,7 +79,10 @@ class SerialConnection:
         self._on_data = on_data
         self._on_lost = on_lost
         self._fileno = _fileno(port)
-        self._wake_r, self._wake_w = os.pipe()
+        # Loop-driven I/O: bytes the descriptor did not take yet, and the timer that
+        # declares the port lost when they stay there too long.
+        self._unsent = bytearray()
+        self._write_deadline: asyncio.TimerHandle | None = None
         self._outgoing: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._batch: list[bytes] = []
         self._batch_lock = threading.Lock()
@@ -87,18 +95,35 @@ class SerialConnection:
         )
 
     def start(self) -> None:
-        self._reader.start()
-        self._writer.start()
+        fileno = self._fileno
+        if fileno is None:
+            self._reader.start()
+            self._writer.start()
+            return
+        os.set_blocking(fileno, False)
+        self._loop.add_reader(fileno, self._on_readable, fileno)
 
     def write(self, data: bytes) -> None:
-        """Queue `data` for the writer thread; returns at once."""
-        self._outgoing.put(data)
+        """Send `data` (or queue it for the writer); returns at once."""
+        fileno = self._fileno
+        if fileno is None:
+            self._outgoing.put(data)
+        elif self._unsent:
+            self._unsent += data  # the writable callback sends it in order
+        elif not self._stopping:
+            self._send(fileno, data)
 
     async def stop(self) -> None:
-        """Stop both threads and close the port; later callbacks are suppressed."""
+        """Stop watching (or the threads) and close the port; later callbacks are suppressed."""
         self._stopping = True
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
+        if self._fileno is not None:
+            self._loop.remove_reader(self._fileno)
+            self._loop.remove_writer(self._fileno)
+            if self._write_deadline is not None:
+                self._write_deadline.cancel()
+            # Off the loop: closing a socket:// port sleeps (pyserial gives the server time).
+            await asyncio.to_thread(self._close_port)
+            return
         self._outgoing.put(None)
         cancel_write = getattr(self.port, "cancel_write", None)
         if cancel_write is not None:
@@ -109,33 +134,85 @@ class SerialConnection:
     def _join_and_close(self) -> None:
         self._reader.join()
         self._writer.join(WRITE_TIMEOUT)
+        self._close_port()
+
+    def _close_port(self) -> None:
         with contextlib.suppress(Exception):
             self.port.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
 
-    # -- threads ---------------------------------------------------------------------------
+    # -- loop-driven I/O (ports with a descriptor) -----------------------------------------
+
+    def _on_readable(self, fileno: int) -> None:
+        try:
+            data = os.read(fileno, READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # EIO: the pty's other end is gone; the device unplugged
+            self._lost_now(exc)
+            return
+        if not data:
+            self._lost_now(ConnectionError(f"end of file on {self._name()}"))
+            return
+        if not self._stopping:
+            self._on_data(self, data)
+
+    def _send(self, fileno: int, data: bytes | bytearray) -> None:
+        try:
+            written = os.write(fileno, data)
+        except (BlockingIOError, InterruptedError):
+            written = 0
+        except OSError as exc:
+            self._lost_now(exc)
+            return
+        if written == len(data):
+            return
+        self._unsent += data[written:]
+        self._loop.add_writer(fileno, self._on_writable, fileno)
+        self._write_deadline = self._loop.call_later(WRITE_TIMEOUT, self._write_stalled)
+
+    def _on_writable(self, fileno: int) -> None:
+        unsent = self._unsent
+        try:
+            written = os.write(fileno, unsent)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lost_now(exc)
+            return
+        del unsent[:written]
+        if not unsent:
+            self._loop.remove_writer(fileno)
+            if self._write_deadline is not None:
+                self._write_deadline.cancel()
+                self._write_deadline = None
+
+    def _write_stalled(self) -> None:
+        self._write_deadline = None
+        self._lost_now(
+            TimeoutError(
+                errno.ETIMEDOUT,
+                f"{self._name()} took no data for {WRITE_TIMEOUT:g} s "
+                f"({len(self._unsent)} bytes waiting)",
+            )
+        )
+
+    def _lost_now(self, exc: BaseException) -> None:
+        if self._fileno is not None:
+            self._loop.remove_reader(self._fileno)
+            self._loop.remove_writer(self._fileno)
+        self._unsent.clear()
+        self._lost(exc)
+
+    def _name(self) -> str:
+        return str(getattr(self.port, "portstr", None) or "the serial port")
+
+    # -- threads (ports without a descriptor) ----------------------------------------------
 
     def _read_loop(self) -> None:
         try:
-            if self._fileno is not None:
-                self._read_selecting(self._fileno)
-            else:
-                self._read_polling()
+            self._read_polling()
         except Exception as exc:  # any failure of the port ends this connection
             self._report_lost(exc)
-
-    def _read_selecting(self, fileno: int) -> None:
-        port, wake_r = self.port, self._wake_r
-        while True:
-            ready, _, _ = select.select([fileno, wake_r], [], [])
-            if wake_r in ready:
-                return
-            # timeout=0: returns what is there now; raises when the device is gone
-            # (EIO on a pty whose master closed, EOF on a socket).
-            data = port.read(READ_SIZE)
-            if data:
-                self._deliver(data)
 
     def _read_polling(self) -> None:
         port = self.port
