@@ -69,7 +69,7 @@ class CoapRequests:
         if not request.observe:
             response = await self._coap.request(message, timeout=request.timeout)
             rtt_ms = (time.monotonic() - started) * 1000
-            log.info(
+            log.debug(
                 "%s %s -> %s in %.0f ms",
                 request.method,
                 request.uri,
@@ -111,7 +111,7 @@ class CoapRequests:
                 received += 1
                 sequence = notification.opt.observe
                 rtt_ms = (time.monotonic() - started) * 1000
-                log.info(
+                log.debug(
                     "observe %s -> %s (seq %s)",
                     request.uri,
                     notification.code,

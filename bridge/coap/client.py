@@ -192,17 +192,16 @@ class ModemCoap:
         transport = self._require_transport()
         started = time.monotonic()
         generation = self._modem.generation
-        # aiocoap fills token, message id and remote into the message it sends; a copy
-        # from before is what a restart sends (only idempotent requests restart).
-        pristine = message.copy() if message.code in _IDEMPOTENT else None
+        restartable = message.code in _IDEMPOTENT
         transport.hold(remote)
         self._requests += 1
         self._requests_in_flight += 1
         try:
             async with asyncio.timeout(timeout):
                 response = await self._response(self._context.request(message), remote)
-                if pristine is not None and self._restart_after_reset(response, generation):
-                    response = await self._response(self._context.request(pristine), remote)
+                if restartable and self._restart_after_reset(response, generation):
+                    restart = _fresh_copy(message)
+                    response = await self._response(self._context.request(restart), remote)
                 return response
         except TimeoutError:
             raise self._timed_out(remote, timeout, started) from None
@@ -341,6 +340,20 @@ class ModemCoap:
         self._observations.discard(observation)
         if self._transport is not None:
             self._transport.release(observation.remote)
+
+
+def _fresh_copy(message: Any) -> Any:
+    """`message` as it was before aiocoap sent it, for sending it again from scratch.
+
+    aiocoap sends a small request as the message object itself and gives it a token,
+    a message id, a type and its remote; block-wise transfers send copies. The token
+    layer always assigns a new token and the remote stays the same server, so clearing
+    the message id and type is all a second run needs. Done only when a restart
+    happens: a deep copy of every request up front cost more than the rest of `request`.
+    """
+    restart = message.copy(mid=None)
+    restart.mtype = None
+    return restart
 
 
 class Observation:

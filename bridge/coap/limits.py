@@ -54,8 +54,21 @@ def first_datagram(message: Any) -> Any:
     return probe
 
 
+# What the first datagram can add to a small request's encoded options: the header,
+# the longest token, and an early Block2 option (1 header byte, up to 2 extended-delta
+# bytes, a 1-byte value; the delta of any later option only shrinks).
+_HEADER_AND_TOKEN = 4 + len(_MAX_TOKEN)
+_EARLY_BLOCK2_MAX = 4
+
+
 def check_request_fits(message: Any, target: str) -> None:
     """Raise DatagramTooLarge if the request's first datagram would be over 512 bytes."""
+    payload = len(message.payload)
+    if payload <= BLOCK_SIZE:
+        # Common case, on every request: bound the size without copying the message.
+        bound = _HEADER_AND_TOKEN + len(message.opt.encode()) + _EARLY_BLOCK2_MAX
+        if bound + (1 + payload if payload else 0) <= MAX_DATAGRAM:
+            return
     size = len(first_datagram(message).encode())
     if size > MAX_DATAGRAM:
         raise DatagramTooLarge(

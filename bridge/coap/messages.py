@@ -19,6 +19,7 @@ This reaches into aiocoap 0.4.17 internals (`_active_exchanges`, `_backlogs`,
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -27,9 +28,57 @@ from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.types import CON
 
 
+class _ExchangesByRemote(dict[tuple[Any, int], Any]):
+    """aiocoap's `_active_exchanges` map, keyed (remote, mid), that also counts per remote.
+
+    The base class and this module ask "how many CON exchanges does this remote have?"
+    on every send and every answer; scanning the map made each of those cost one
+    remote comparison per exchange in flight. aiocoap only adds with `[key] = value`
+    and removes with `pop`, which keep the counts here.
+    """
+
+    __slots__ = ("per_remote",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.per_remote: Counter[Any] = Counter()
+
+    def __setitem__(self, key: tuple[Any, int], value: Any) -> None:
+        if key not in self:
+            self.per_remote[key[0]] += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: tuple[Any, int]) -> None:
+        super().__delitem__(key)
+        self._uncount(key[0])
+
+    def pop(self, key: tuple[Any, int], *default: Any) -> Any:
+        if key in self:
+            self._uncount(key[0])
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[tuple[Any, int], Any]:
+        key, value = super().popitem()
+        self._uncount(key[0])
+        return key, value
+
+    def clear(self) -> None:
+        super().clear()
+        self.per_remote.clear()
+
+    def _uncount(self, remote: Any) -> None:
+        left = self.per_remote[remote] - 1
+        if left > 0:
+            self.per_remote[remote] = left
+        else:
+            del self.per_remote[remote]
+
+
 class PipeliningMessageManager(MessageManager):
     def __init__(self, token_manager: Any, *, nstart: int) -> None:
         super().__init__(token_manager)
+        # Set to None by aiocoap's shutdown, hence not typed as the counting map.
+        self._active_exchanges: Any = _ExchangesByRemote()
         self.nstart = nstart
         # Told about every response that matched no request (late answers, stray
         # notifications); aiocoap still RSTs the CON ones as RFC 7252 §4.2 asks.
@@ -46,9 +95,10 @@ class PipeliningMessageManager(MessageManager):
 
     def active_exchanges(self, remote: Any) -> int:
         """CON exchanges to `remote` sent and not yet acknowledged, reset or given up."""
-        if self._active_exchanges is None:
+        exchanges = self._active_exchanges
+        if exchanges is None:
             return 0
-        return sum(1 for exchange_remote, _ in self._active_exchanges if exchange_remote == remote)
+        return int(exchanges.per_remote.get(remote, 0))
 
     def backlogged(self, remote: Any) -> int:
         return len(self._backlogs.get(remote, ()))

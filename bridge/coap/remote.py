@@ -39,15 +39,18 @@ class ModemRemote(interfaces.EndpointAddress):
     def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
+        self._hash = hash((ModemRemote, host, port))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ModemRemote) and (self.host, self.port) == (
-            other.host,
-            other.port,
+        # Compared on every token/exchange lookup: the common case is the same object.
+        if other is self:
+            return True
+        return (
+            isinstance(other, ModemRemote) and self.port == other.port and self.host == other.host
         )
 
     def __hash__(self) -> int:
-        return hash((ModemRemote, self.host, self.port))
+        return self._hash
 
     def __repr__(self) -> str:
         return f"<ModemRemote {self.hostinfo}>"

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +67,40 @@ class _Outgoing:
     queued_at: float = field(default_factory=time.monotonic)
 
 
+class _SendQueue(deque[_Outgoing]):
+    """A remote's datagrams waiting for the modem, in order.
+
+    `send` asks for each datagram whether its message is already waiting (a
+    retransmission); with many exchanges queued behind a slow line a scan of the queue
+    made that cost grow with the backlog. The ids are those of messages the entries
+    hold, so they stay unique while queued.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._messages: set[int] = set()
+
+    def holds(self, message: Any) -> bool:
+        return id(message) in self._messages
+
+    def append(self, entry: _Outgoing) -> None:
+        super().append(entry)
+        self._messages.add(id(entry.message))
+
+    def extend(self, entries: Iterable[_Outgoing]) -> None:
+        for entry in entries:
+            self.append(entry)
+
+    def popleft(self) -> _Outgoing:
+        entry = super().popleft()
+        self._messages.discard(id(entry.message))
+        return entry
+
+    def clear(self) -> None:
+        super().clear()
+        self._messages.clear()
+
+
 @dataclass
 class TransportStats:
     datagrams_out: int = 0
@@ -90,7 +124,7 @@ class ModemMessageInterface(interfaces.MessageInterface):
         self._mman = mman
         self._modem = modem
         self._spawn = spawn
-        self._queues: dict[ModemRemote, deque[_Outgoing]] = {}
+        self._queues: dict[ModemRemote, _SendQueue] = {}
         self._workers: dict[ModemRemote, asyncio.Task[None]] = {}
         # Operations ModemCoap runs against a remote (a whole block-wise transfer, an
         # observation): they keep its instance from looking idle between exchanges.
@@ -120,9 +154,11 @@ class ModemMessageInterface(interfaces.MessageInterface):
             # which is still setting up the exchange.
             asyncio.get_running_loop().call_soon(self._fail_message, message, exc)
             return
-        queue = self._queues.setdefault(remote, deque())
+        queue = self._queues.get(remote)
+        if queue is None:
+            queue = self._queues[remote] = _SendQueue()
         # A retransmission of a datagram that is still waiting to go out adds nothing.
-        if any(entry.message is message for entry in queue):
+        if queue.holds(message):
             return
         queue.append(_Outgoing(message, datagram))
         if remote not in self._workers:
@@ -247,7 +283,7 @@ class ModemMessageInterface(interfaces.MessageInterface):
                 self._queues.pop(remote, None)
             self.pool.exchange_finished()
 
-    async def _send_next(self, remote: ModemRemote, queue: deque[_Outgoing]) -> None:
+    async def _send_next(self, remote: ModemRemote, queue: _SendQueue) -> None:
         entry = queue[0]
         if not self._still_wanted(entry):
             queue.popleft()
@@ -291,7 +327,7 @@ class ModemMessageInterface(interfaces.MessageInterface):
             return self._mman.is_active(entry.message)
         return time.monotonic() - entry.queued_at < _UNRELIABLE_TTL
 
-    def _prune(self, queue: deque[_Outgoing]) -> bool:
+    def _prune(self, queue: _SendQueue) -> bool:
         """Drop datagrams nobody waits for; True if any remain (so keep waiting)."""
         wanted = [entry for entry in queue if self._still_wanted(entry)]
         if len(wanted) != len(queue):
