@@ -53,7 +53,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.properties import Properties, VariableByteIntegers
 from paho.mqtt.reasoncodes import ReasonCode
 
 from bridge.errors import BridgeError
@@ -122,6 +122,46 @@ class _Outgoing:
     done: asyncio.Future[None]
 
 
+# Built once: paho's Properties constructor rebuilds these tables on every call.
+_PROPERTY_TABLES = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+_CONTENT_TYPE_ID = 3
+_CORRELATION_DATA_ID = 9
+
+
+class PublishProperties(Properties):
+    """MQTT 5 PUBLISH properties (Content Type, Correlation Data), encoded once.
+
+    One of these goes with every answer. paho's `Properties` rebuilds its name and type
+    tables in its constructor and scans them on each attribute set and in `pack()`,
+    which cost more than the rest of a publish. This subclass shares the tables of one
+    instance, sets its two values without that scan (they are checked here), and hands
+    paho the bytes encoded up front (MQTT 5 §2.2.2: a property is its identifier
+    followed by its value; strings and binary data are length-prefixed).
+    """
+
+    def __init__(self, correlation_data: bytes | None, content_type: str | None) -> None:
+        for name in ("packetType", "types", "names", "properties"):
+            object.__setattr__(self, name, getattr(_PROPERTY_TABLES, name))
+        encoded = bytearray()
+        if content_type:
+            text = content_type.encode()
+            object.__setattr__(self, "ContentType", content_type)
+            encoded += bytes((_CONTENT_TYPE_ID,)) + len(text).to_bytes(2, "big") + text
+        if correlation_data:
+            object.__setattr__(self, "CorrelationData", correlation_data)
+            encoded += (
+                bytes((_CORRELATION_DATA_ID,))
+                + len(correlation_data).to_bytes(2, "big")
+                + correlation_data
+            )
+        packed = VariableByteIntegers.encode(len(encoded)) + bytes(encoded)  # type: ignore[no-untyped-call]
+        object.__setattr__(self, "_packed", packed)
+
+    def pack(self) -> bytes:
+        packed: bytes = object.__getattribute__(self, "_packed")
+        return packed
+
+
 def _consume_result(future: asyncio.Future[None]) -> None:
     # Callers may fire and forget a publish; retrieving the exception here keeps asyncio
     # from logging "exception was never retrieved" while an awaiting caller still gets it.
@@ -157,6 +197,7 @@ class MqttClient:
         self._listeners: list[Callable[[bool], None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._attempt: asyncio.Future[MQTTErrorCode] | None = None
+        self._write_scheduled = False
         self._closing = False
         self._refused = False  # the last CONNACK was a refusal (already logged)
 
@@ -352,12 +393,7 @@ class MqttClient:
     ) -> Properties | None:
         if self._settings.protocol is not MqttProtocol.V5 or not (correlation_data or content_type):
             return None
-        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        if correlation_data:
-            properties.CorrelationData = correlation_data
-        if content_type:
-            properties.ContentType = content_type
-        return properties
+        return PublishProperties(correlation_data, content_type)
 
     # -- connection supervision --------------------------------------------------
 
@@ -641,12 +677,37 @@ class MqttClient:
         assert self._loop is not None
         current = self._paho.socket()
         if current is not None and sock is current:
+            _no_delay(current)
             self._loop.add_reader(current, self._readable)
 
     def _watch_write(self, sock: Any) -> None:
         assert self._loop is not None
         current = self._paho.socket()
-        if current is not None and sock is current:
+        if current is None or sock is not current:
+            return
+        if self._attempt is not None and not self._attempt.done():
+            # reconnect() is still running in its thread: wait for the socket instead.
+            self._loop.add_writer(current, self._writable)
+        elif not self._write_scheduled:
+            # The socket almost always has room: write at the end of this loop turn
+            # (with everything else queued in it) instead of registering the socket with
+            # the selector and unregistering it again, two system calls per packet.
+            self._write_scheduled = True
+            self._loop.call_soon(self._write_now, current)
+
+    def _write_now(self, sock: Any) -> None:
+        self._write_scheduled = False
+        if self._paho.socket() is not sock:
+            return
+        # paho sends each packet with its own send(); corked, the answers and acks of
+        # one loop turn leave in as few TCP segments as fit, instead of one each.
+        corked = _cork(sock, True)
+        self._writable()
+        if corked:
+            _cork(sock, False)
+        current = self._paho.socket()
+        if current is not None and current is sock and self._paho.want_write():
+            assert self._loop is not None
             self._loop.add_writer(current, self._writable)
 
     def _unwatch_write(self, sock: Any) -> None:
@@ -676,3 +737,27 @@ class MqttClient:
         except Exception:
             log.exception("error while writing to the MQTT broker; dropping the connection")
             self._drop_socket()
+
+
+def _no_delay(sock: Any) -> None:
+    """Send each answer at once: with Nagle's algorithm a PUBLISH written while an
+    earlier one is unacknowledged waits for the broker's delayed ACK (up to ~40 ms)."""
+    raw = sock if isinstance(sock, socket.socket) else None
+    if raw is None or raw.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _cork(sock: Any, on: bool) -> bool:
+    """Set TCP_CORK (Linux) on a TCP socket; False where there is none."""
+    cork = getattr(socket, "TCP_CORK", None)
+    if cork is None or not isinstance(sock, socket.socket):
+        return False
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, cork, 1 if on else 0)
+    except OSError:
+        return False
+    return True

@@ -139,11 +139,16 @@ class Routing:
     correlation_data: bytes | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Delivered:
-    """The first answer of a request, kept for duplicates and the dedupe cache."""
+    """The first answer of a request, kept for duplicates and the dedupe cache.
 
-    answer: Answer
+    Kept as the JSON bytes that were published: the cache holds every answer of the
+    dedupe window (thousands at full rate), and bytes are several times smaller than
+    the dict they came from (and need no second encoding for a redelivery).
+    """
+
+    payload: bytes
     error_kind: str | None
 
 
@@ -415,7 +420,7 @@ class RequestFront(Generic[RequestT]):
                 async for answer in stream:
                     if not answered:
                         answered = True
-                        first = _Delivered(answer, None)
+                        first = _Delivered(self._encode(request_id, answer), None)
                         await self._first_answer(message, routing, record, first)
                         self._serving -= 1
                         holding = False
@@ -423,7 +428,7 @@ class RequestFront(Generic[RequestT]):
                     else:
                         # Notifications are not waited for: a slow broker must not stall
                         # the stream; they queue (bounded) in the client.
-                        self._send(routing, request_id, answer, None)
+                        self._send(routing, request_id, self._encode(request_id, answer), None)
             finally:
                 aclose = getattr(stream, "aclose", None)
                 if aclose is not None:
@@ -449,10 +454,12 @@ class RequestFront(Generic[RequestT]):
             return
         kind = _kind(failure)
         log.info("request %s ended with %s: %s", request_id, kind, failure)
-        delivered = _Delivered(self._handler.error(request_id, failure), kind)
+        delivered = _Delivered(
+            self._encode(request_id, self._handler.error(request_id, failure)), kind
+        )
         try:
             if answered:
-                await self._publish(routing, request_id, delivered.answer, kind)
+                await self._publish(routing, request_id, delivered.payload, kind)
             else:
                 await self._first_answer(message, routing, record, delivered)
         finally:
@@ -496,18 +503,26 @@ class RequestFront(Generic[RequestT]):
         answer: Answer,
         exc: BaseException,
     ) -> None:
-        await self._deliver(message, routing, request_id, _Delivered(answer, _kind(exc)))
+        delivered = _Delivered(self._encode(request_id, answer), _kind(exc))
+        await self._deliver(message, routing, request_id, delivered)
 
     async def _deliver(
         self, message: IncomingMessage, routing: Routing, request_id: str | None, first: _Delivered
     ) -> None:
-        if await self._publish(routing, request_id, first.answer, first.error_kind):
+        if await self._publish(routing, request_id, first.payload, first.error_kind):
             message.ack()
 
     # -- publishing --------------------------------------------------------------
 
+    def _encode(self, request_id: str | None, answer: Answer) -> bytes:
+        try:
+            return json.dumps(answer).encode()
+        except (TypeError, ValueError) as exc:
+            log.error("request %s: answer is not JSON-serializable (%s)", request_id, exc)
+            return json.dumps(self._handler.error(request_id, BridgeError(str(exc)))).encode()
+
     def _send(
-        self, routing: Routing, request_id: str | None, answer: Answer, error_kind: str | None
+        self, routing: Routing, request_id: str | None, payload: bytes, error_kind: str | None
     ) -> asyncio.Future[None]:
         """Count and publish one answer; the future completes on the broker's PUBACK."""
         if error_kind is None:
@@ -516,11 +531,6 @@ class RequestFront(Generic[RequestT]):
             self.counters.errors += 1
             if error_kind == "timeout":
                 self.counters.timeouts += 1
-        try:
-            payload = json.dumps(answer).encode()
-        except (TypeError, ValueError) as exc:
-            log.error("request %s: answer is not JSON-serializable (%s)", request_id, exc)
-            payload = json.dumps(self._handler.error(request_id, BridgeError(str(exc)))).encode()
         try:
             return self._client.publish(
                 routing.topic,
@@ -536,11 +546,11 @@ class RequestFront(Generic[RequestT]):
             return failed
 
     async def _publish(
-        self, routing: Routing, request_id: str | None, answer: Answer, error_kind: str | None
+        self, routing: Routing, request_id: str | None, payload: bytes, error_kind: str | None
     ) -> bool:
         """Publish one answer and wait for it; True when the request may be acked."""
         try:
-            await self._send(routing, request_id, answer, error_kind)
+            await self._send(routing, request_id, payload, error_kind)
         except PublishRejected as exc:
             log.error(
                 "request %s: answer to %s rejected by the broker: %s",
