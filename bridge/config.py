@@ -1,6 +1,7 @@
 """YAML configuration -> typed, validated, frozen settings.
 
-The accepted shape is `shared/docs/config-example.yaml` (documented key by key in
+The accepted shape is the contract's example (kept verbatim as
+`tests/config/contract-example.yaml`, documented key by key in
 `config/config.example.yaml`); keys may be added, never removed. `load_config` reports
 every problem at once, each with its dotted key path and line in the file, e.g.
 ``mqtt.tls.ca_file (line 17): file /etc/ca.pem does not exist``.

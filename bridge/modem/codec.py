@@ -2,7 +2,7 @@
 
 Nothing here does I/O or imports asyncio: each function turns values into one AT
 command line, or one reply/URC line into values, and raises a `BridgeError` subclass
-for anything that does not follow the documented form (shared/docs/l610-coap-at.md).
+for anything that does not follow the documented form (the L610 CoAP AT chapter).
 """
 
 from __future__ import annotations

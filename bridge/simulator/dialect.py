@@ -58,7 +58,7 @@ SIM/state errors ("error n" above) follow `AT+CMEE`: mode 0 `ERROR`, mode 1
 inserted, 30 no network service). Syntax errors and every GTCOAP failure are plain
 `ERROR` whatever the mode, as the L610 CoAP chapter says.
 
-GTCOAP rules (strict, see shared/docs/l610-coap-at.md): the host must be quoted, 1 to
+GTCOAP rules (strict, per the L610 CoAP AT chapter): the host must be quoted, 1 to
 255 characters, and a dotted-digits host must be a valid IPv4 address; the port is
 1-65535; ids are 1..instances, the lowest free id is handed out; SEND needs an open id,
 1 <= len <= 512, quoted hex (either case accepted) of exactly 2*len digits; OPEN and SEND

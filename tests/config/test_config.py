@@ -19,7 +19,8 @@ from bridge.config import (
 from bridge.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_EXAMPLE = Path("/work/shared/docs/config-example.yaml")
+# The config shape the contract promises, verbatim: it must keep loading as it is.
+SHARED_EXAMPLE = Path(__file__).parent / "contract-example.yaml"
 MINIMAL = "modem:\n  port: /dev/ttyUSB2\n"
 
 
