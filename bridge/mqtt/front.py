@@ -199,7 +199,9 @@ class RequestFront(Generic[RequestT]):
         self._base = settings.base_topic
         self._request_topics = {request_topic(settings.base_topic)}
         self._slots = asyncio.Semaphore(settings.max_in_flight)
-        self._cache: AnswerCache[_Delivered] = AnswerCache(
+        # Responses are cached as their bare payload (most entries, no wrapper), errors
+        # with their kind.
+        self._cache: AnswerCache[_Delivered | bytes] = AnswerCache(
             settings.dedupe_window, settings.dedupe_max_entries
         )
         self._in_flight: dict[str, _InFlight] = {}
@@ -355,7 +357,8 @@ class RequestFront(Generic[RequestT]):
         cached = self._cache.get(request_id)
         if cached is not None:
             log.info("request %s redelivered: answered from the dedupe cache", request_id)
-            self._spawn(self._deliver(message, routing, request_id, cached), "mqtt-cached")
+            first = cached if isinstance(cached, _Delivered) else _Delivered(cached, None)
+            self._spawn(self._deliver(message, routing, request_id, first), "mqtt-cached")
             return
         loop = asyncio.get_running_loop()
         record = _InFlight(request_id, loop.create_future(), loop.create_future(), envelope.observe)
@@ -470,7 +473,7 @@ class RequestFront(Generic[RequestT]):
     ) -> None:
         if not record.first_answer.done():
             record.first_answer.set_result(first)
-        self._cache.put(record.request_id, first)
+        self._cache.put(record.request_id, first.payload if first.error_kind is None else first)
         # Shielded: a cancel arriving now must not stop the answer from being acked.
         delivery = self._spawn(
             self._deliver(message, routing, record.request_id, first), "mqtt-deliver"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.mqtt.dedupe import AnswerCache
+from bridge.mqtt.dedupe import BUCKETS, AnswerCache
 
 
 class FakeClock:
@@ -13,15 +13,29 @@ class FakeClock:
         return self.now
 
 
-def test_entry_lives_for_the_window_only() -> None:
+def test_entry_lives_for_the_window_and_at_most_one_bucket_more() -> None:
     clock = FakeClock()
     cache: AnswerCache[str] = AnswerCache(window=10, max_entries=100, clock=clock)
     cache.put("a", "answer-a")
-    clock.now += 9.9
+    clock.now += 10
     assert cache.get("a") == "answer-a"
-    clock.now += 0.2
+    clock.now += 10 / BUCKETS + 0.001
     assert cache.get("a") is None
     assert len(cache) == 0
+
+
+def test_entries_expire_by_age_across_buckets() -> None:
+    clock = FakeClock()
+    cache: AnswerCache[int] = AnswerCache(window=64, max_entries=1000, clock=clock)
+    for index in range(128):
+        cache.put(f"id-{index}", index)
+        clock.now += 1
+    # Now = 1128: ids put at 1000..1062 are older than the window plus one bucket.
+    assert cache.get("id-0") is None
+    assert cache.get("id-62") is None
+    assert cache.get("id-64") == 64
+    assert cache.get("id-127") == 127
+    assert len(cache) == 64
 
 
 def test_oldest_goes_when_full() -> None:
