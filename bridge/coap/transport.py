@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 # A NON, ACK or RST that could not go out within this long is not worth sending late
 # (the peer has retransmitted or given up by then).
 _UNRELIABLE_TTL = 5.0
+# While the modem is down, how often a held datagram checks it is still wanted.
+_MODEM_POLL = 0.5
 
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 
@@ -298,10 +300,12 @@ class ModemMessageInterface(interfaces.MessageInterface):
             self._mman.dispatch_error(TransportFailure(exc), remote)
             return
         except BridgeError as exc:
-            # Modem not ready / not answering: this copy is lost like a dropped datagram;
-            # a CON goes out again on its retransmission timer.
-            queue.popleft()
+            # Modem not ready / not answering. Keep the datagram while its exchange is
+            # wanted and send it as soon as the modem is back: waiting for the next
+            # retransmission instead could take longer than the request's timeout.
             self._record_failure(remote, exc)
+            if not await self._wait_for_modem(entry):
+                queue.popleft()
             return
         if instance is None:
             return  # _prune emptied the queue: nobody wants these datagrams any more.
@@ -321,6 +325,19 @@ class ModemMessageInterface(interfaces.MessageInterface):
             self._send_failures.pop(remote, None)
             self.stats.datagrams_out += 1
             self.stats.max_datagram_out = max(self.stats.max_datagram_out, len(entry.datagram))
+
+    async def _wait_for_modem(self, entry: _Outgoing) -> bool:
+        """True once a modem that was not ready is back; False if it was ready (it failed
+        otherwise: the copy counts as lost) or the entry stopped being wanted first."""
+        if self._modem.ready:
+            return False
+        while not self._closed and self._still_wanted(entry):
+            try:
+                await self._modem.wait_ready(timeout=_MODEM_POLL)
+            except ModemUnavailable:
+                continue
+            return True
+        return False
 
     def _still_wanted(self, entry: _Outgoing) -> bool:
         if entry.message.mtype is CON:

@@ -148,6 +148,21 @@ async def test_request_while_modem_is_down_fails_clearly_without_hanging(
     assert "not ready" in str(raised.value)
 
 
+async def test_request_made_while_modem_is_down_goes_out_as_soon_as_it_is_back(
+    make_stack: StackFactory, aiocoap_server: AiocoapServer
+) -> None:
+    # Retransmission alone could not make it: the first one is 5 s away, the timeout 4 s.
+    stack = await make_stack(CoapTransportSettings(ack_timeout=5.0, max_retransmit=1))
+    await stack.sim.unplug(1.0)
+    await eventually(lambda: not stack.modem.ready)
+    started = asyncio.get_running_loop().time()
+
+    response = await stack.coap.request(Message(code=GET, uri=aiocoap_server.uri("/")), timeout=4)
+
+    assert response.code.is_successful()
+    assert asyncio.get_running_loop().time() - started < 4
+
+
 async def test_oversized_request_refused_before_anything_is_sent(
     stack: Stack, aiocoap_server: AiocoapServer
 ) -> None:
