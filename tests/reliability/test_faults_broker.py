@@ -18,10 +18,9 @@ pytestmark = pytest.mark.timeout(90)
 # Per-direction latency on the simulated cellular link: a /count exchange takes about
 # 0.6 s, so a batch is still in flight when the fault hits.
 LATENCY_MS = 300
-# The issue asks for a 30 s outage; 5 s exercises the same paths (the daemon's
-# reconnect backoff, the broker queueing for the persistent session) and keeps the whole
-# suite inside its budget.
-OUTAGE_SECONDS = 5.0
+# As long as the issue asks: long enough for the daemon's reconnect backoff to grow
+# towards its 30 s cap while the requests queue for its persistent session.
+OUTAGE_SECONDS = 30.0
 
 
 def test_broker_restart_with_twenty_requests_in_flight(
@@ -40,6 +39,7 @@ def test_broker_restart_with_twenty_requests_in_flight(
     assert_serving(stack, book)
 
 
+@pytest.mark.timeout(150)
 def test_broker_unreachable_while_requests_queue_on_it(
     bridge_stack: BridgeStackFactory, ledger: LedgerFactory
 ) -> None:
@@ -55,7 +55,8 @@ def test_broker_unreachable_while_requests_queue_on_it(
     time.sleep(OUTAGE_SECONDS)
     stack.broker.start()
 
-    book.wait_answered(ids, timeout=30)
+    # The daemon's next reconnect attempt may be up to one backoff (30 s cap) away.
+    book.wait_answered(ids, timeout=60)
     book.one_answer_each(ids)
     assert set(book.kinds(ids).values()) == {"ok"}, book.kinds(ids)
     assert set(server_hits(stack, ids).values()) == {1}

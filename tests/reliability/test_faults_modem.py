@@ -29,9 +29,8 @@ pytestmark = pytest.mark.timeout(90)
 
 LATENCY_MS = 150
 MODEM_FAULT_KINDS = {"ok", "modem_unavailable", "timeout"}
-# The issue asks for 10 s; 3 s covers the same path (port gone, engine reconnecting
-# with backoff, bring-up on the new pty) at less than half the suite time.
-UNPLUG_SECONDS = 3.0
+# As long as the issue asks: the engine's reconnect backoff reaches its cap meanwhile.
+UNPLUG_SECONDS = 10.0
 
 
 def test_modem_reboot_mid_exchange(bridge_stack: BridgeStackFactory, ledger: LedgerFactory) -> None:
