@@ -25,7 +25,7 @@ import json
 import re
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import aiocoap
 from aiocoap.message import UndecidedRemote
@@ -232,9 +232,10 @@ def _decode_component(text: str, what: str) -> str:
     return decoded
 
 
-def _parse_uri(
-    uri: object, settings: Settings
-) -> tuple[str, int, tuple[str, ...], tuple[str, ...]]:
+_ParsedUri = tuple[str, int, tuple[str, ...], tuple[str, ...]]
+
+
+def _parse_uri(uri: object, settings: Settings) -> _ParsedUri:
     """(host, port, path, query) of a coap:// URI, aliases resolved. ValueError if bad."""
     if not isinstance(uri, str) or not uri:
         raise ValueError("uri must be a non-empty string such as coap://host/path")
@@ -285,6 +286,39 @@ def _parse_uri(
         path = tuple(_decode_component(s, "path") for s in raw_path[1:].split("/"))
     query = tuple(_decode_component(q, "query") for q in parts.query.split("&") if parts.query)
     return host, port, path, query
+
+
+class _UriMemo:
+    """`_parse_uri` results of the URIs seen lately, for the servers they were parsed with.
+
+    Requesters poll the same few URIs over and over, and urllib's split plus the checks
+    cost more than the rest of parsing a request. Only results are kept (a bad URI is
+    refused afresh each time); they depend on `coap.servers` alone, so a reload that
+    changes it starts over. Bounded: past `max_entries` it starts over too.
+    """
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self._max_entries = max_entries
+        self._servers: object = None
+        self._parsed: dict[str, _ParsedUri] = {}
+
+    def parse(self, uri: object, settings: Settings) -> _ParsedUri:
+        servers = settings.coap.servers
+        if servers is not self._servers:
+            self._servers = servers
+            self._parsed.clear()
+        if isinstance(uri, str):
+            known = self._parsed.get(uri)
+            if known is not None:
+                return known
+        parsed = _parse_uri(uri, settings)
+        if len(self._parsed) >= self._max_entries:
+            self._parsed.clear()
+        self._parsed[cast(str, uri)] = parsed
+        return parsed
+
+
+_URIS: Final = _UriMemo()
 
 
 # --- fields -----------------------------------------------------------------------------
@@ -389,21 +423,25 @@ def _payload(body: dict[str, Any], content_format: int | None, settings: Setting
 # --- parse_request ----------------------------------------------------------------------
 
 
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    body = dict(pairs)
+    if len(body) != len(pairs):
+        raise ValueError("duplicate field in a JSON object")
+    return body
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# Built once: json.loads with hooks builds a new decoder on every call.
+_REQUEST_JSON: Final = json.JSONDecoder(
+    object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant
+)
+
+
 def _load_json(payload: bytes) -> object:
-    def refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        body = dict(pairs)
-        if len(body) != len(pairs):
-            raise ValueError("duplicate field in a JSON object")
-        return body
-
-    def refuse_constant(name: str) -> object:
-        raise ValueError(f"{name} is not valid JSON")
-
-    return json.loads(
-        payload.decode("utf-8"),
-        object_pairs_hook=refuse_duplicates,
-        parse_constant=refuse_constant,
-    )
+    return _REQUEST_JSON.decode(payload.decode("utf-8"))
 
 
 def parse_request(payload: bytes, settings: Settings) -> ParsedRequest | CancelRequest:
@@ -457,7 +495,7 @@ def _parse_fields(
         return CancelRequest(request_id, response_topic)
     if "uri" not in body:
         raise ValueError("missing field uri")
-    host, port, path, query = _parse_uri(body["uri"], settings)
+    host, port, path, query = _URIS.parse(body["uri"], settings)
     if not settings.coap.is_allowed_host(host):
         raise TargetNotAllowed(
             f"host {host} is neither a configured server (coap.servers) nor in coap.allow_hosts",

@@ -81,6 +81,14 @@ class ModemRemote(interfaces.EndpointAddress):
         return (self.host, self.port)
 
 
+# Each request is looked up twice (ModemCoap, then aiocoap's determine_remote) and names
+# one of a few servers: splitting its "host:port" (urllib) and building the remote cost
+# more than the rest of routing it. Remotes compare by value, so sharing one is safe.
+# Bounded: a bridge that talks to more servers than this starts over.
+_REMOTES_BY_HOSTINFO: dict[str, ModemRemote] = {}
+_MAX_KNOWN_HOSTINFOS = 1024
+
+
 def remote_of(message: Any) -> ModemRemote | None:
     """The remote a request message is addressed to, or None if it is not plain `coap`.
 
@@ -94,8 +102,16 @@ def remote_of(message: Any) -> ModemRemote | None:
         return None
     hostinfo = getattr(remote, "hostinfo", None)
     if hostinfo:
+        known = _REMOTES_BY_HOSTINFO.get(hostinfo)
+        if known is not None:
+            return known
         host, port = hostportsplit(hostinfo)
-    elif message.opt.uri_host:
+        known = ModemRemote(str(host), int(port or COAP_PORT))
+        if len(_REMOTES_BY_HOSTINFO) >= _MAX_KNOWN_HOSTINFOS:
+            _REMOTES_BY_HOSTINFO.clear()
+        _REMOTES_BY_HOSTINFO[hostinfo] = known
+        return known
+    if message.opt.uri_host:
         host, port = message.opt.uri_host, message.opt.uri_port
     else:
         raise ValueError("request names no host: neither a URI authority nor Uri-Host")

@@ -198,6 +198,12 @@ class MqttClient:
         self._tasks: list[asyncio.Task[None]] = []
         self._attempt: asyncio.Future[MQTTErrorCode] | None = None
         self._write_scheduled = False
+        # Whether the socket is registered with the loop for writing: paho asks to stop
+        # watching it after every write, and the loop's remove_writer on a socket it does
+        # not watch costs a failed selector lookup (a KeyError raised and caught).
+        self._watching_write = False
+        # Publishes and acks handed to paho since the last write (see `_write_now`).
+        self._unwritten = 0
         self._closing = False
         self._refused = False  # the last CONNACK was a refusal (already logged)
 
@@ -589,6 +595,7 @@ class MqttClient:
         if generation != self._generation or not self._connected:
             log.debug("not acking mid %d: its connection is gone, the broker redelivers", mid)
             return False
+        self._unwritten += 1
         return bool(self._paho.ack(mid, qos) == MQTTErrorCode.MQTT_ERR_SUCCESS)
 
     def _on_publish(
@@ -627,6 +634,7 @@ class MqttClient:
             log.info("subscribed to %s", list(self._subscriptions))
 
     def _hand_to_paho(self, message: _Outgoing) -> None:
+        self._unwritten += 1
         info = self._paho.publish(
             message.topic, message.payload, message.qos, message.retain, message.properties
         )
@@ -687,7 +695,7 @@ class MqttClient:
             return
         if self._attempt is not None and not self._attempt.done():
             # reconnect() is still running in its thread: wait for the socket instead.
-            self._loop.add_writer(current, self._writable)
+            self._add_writer(current)
         elif not self._write_scheduled:
             # The socket almost always has room: write at the end of this loop turn
             # (with everything else queued in it) instead of registering the socket with
@@ -700,24 +708,34 @@ class MqttClient:
         if self._paho.socket() is not sock:
             return
         # paho sends each packet with its own send(); corked, the answers and acks of
-        # one loop turn leave in as few TCP segments as fit, instead of one each.
-        corked = _cork(sock, True)
+        # one loop turn leave in as few TCP segments as fit, instead of one each. A lone
+        # packet (about one turn in five at full load) is one segment anyway: corking it
+        # would only cost two system calls.
+        corked = self._unwritten > 1 and _cork(sock, True)
+        self._unwritten = 0
         self._writable()
         if corked:
             _cork(sock, False)
         current = self._paho.socket()
         if current is not None and current is sock and self._paho.want_write():
-            assert self._loop is not None
-            self._loop.add_writer(current, self._writable)
+            self._add_writer(current)
+
+    def _add_writer(self, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_writer(sock, self._writable)
+        self._watching_write = True
 
     def _unwatch_write(self, sock: Any) -> None:
         assert self._loop is not None
-        self._loop.remove_writer(sock)
+        if self._watching_write:
+            self._watching_write = False
+            self._loop.remove_writer(sock)
 
     def _unwatch(self, sock: Any) -> None:
         assert self._loop is not None
         self._loop.remove_reader(sock)
         self._loop.remove_writer(sock)
+        self._watching_write = False
 
     def _readable(self) -> None:
         try:
