@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from bridge.mqtt import MqttProtocol
 from tests.fixtures.mosquitto import MosquittoBroker
 from tests.mqtt.conftest import PeerFactory
@@ -51,16 +53,24 @@ async def test_mqtt311_round_trip_with_body_response_topic(
     assert answer == {"id": "r2", "ok": True, "payload": 5}
 
 
+@pytest.mark.parametrize(
+    ("request_id", "suffix"),
+    [
+        ("abc", "abc"),
+        # An id that cannot name a topic still gets its answer, on response/invalid.
+        ("a+b", "invalid"),
+    ],
+)
 async def test_default_topic_is_response_slash_id(
-    mosquitto: MosquittoBroker, peer_factory: PeerFactory
+    mosquitto: MosquittoBroker, peer_factory: PeerFactory, request_id: str, suffix: str
 ) -> None:
     peer = peer_factory(mosquitto)
     peer.subscribe(f"{BASE}/response/#")
     async with running_front(client_settings(mosquitto), EchoHandler()):
-        peer.request({"id": "abc"})
+        peer.request({"id": request_id})
         topic, answer = await peer.receive_json()
-    assert topic == f"{BASE}/response/abc"
-    assert answer["id"] == "abc"
+    assert topic == f"{BASE}/response/{suffix}"
+    assert answer["id"] == request_id
 
 
 async def test_invalid_payload_is_answered_on_response_invalid(
@@ -239,15 +249,3 @@ async def test_shared_subscription_serves_the_pool_topic(
         peer.publish("pool/a/request", {"id": "p1"})
         topic, answer = await peer.receive_json()
     assert (topic, answer["id"]) == (f"{BASE}/response/p1", "p1")
-
-
-async def test_id_that_cannot_name_a_topic_goes_to_response_invalid(
-    mosquitto: MosquittoBroker, peer_factory: PeerFactory
-) -> None:
-    peer = peer_factory(mosquitto)
-    peer.subscribe(f"{BASE}/response/#")
-    async with running_front(client_settings(mosquitto), EchoHandler()):
-        peer.request({"id": "a+b"})
-        topic, answer = await peer.receive_json()
-    assert topic == f"{BASE}/response/invalid"
-    assert answer["id"] == "a+b"
