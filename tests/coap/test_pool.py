@@ -127,6 +127,8 @@ async def test_stats_count_in_flight_and_observations(
     await slow
     observation.cancel()
     after = stack.coap.stats()
+    # The deregistration reaches the server before it shuts down.
+    await eventually(lambda: aiocoap_server.observers == 0)
 
     assert during.as_dict() == {"instances_open": 1, "in_flight": 1, "observations": 1}
     assert after.in_flight == 0
