@@ -379,7 +379,8 @@ def _parse_yaml(source: str, text: str) -> tuple[object, LineMap, list[str]]:
         node = loader.get_single_node()
         if node is None:
             return None, {}, []
-        lines: LineMap = {}
+        # The document itself: where a missing top-level key is reported.
+        lines: LineMap = {(): node.start_mark.line + 1}
         problems: list[str] = []
         _index_lines(node, (), lines, problems, [_MAX_YAML_NODES])
         if problems:
@@ -440,7 +441,7 @@ def _describe_errors(exc: ValidationError, lines: LineMap) -> list[str]:
 
 def _line_of(loc: tuple[str, ...], lines: LineMap) -> int | None:
     # A missing key has no line of its own: point at the section that lacks it.
-    for end in range(len(loc), 0, -1):
+    for end in range(len(loc), -1, -1):
         if loc[:end] in lines:
             return lines[loc[:end]]
     return None

@@ -163,7 +163,7 @@ BROKEN = [
     pytest.param(MINIMAL + "logging:\n  level: verbose\n", "logging.level (line 4)", id="level"),
     pytest.param(MINIMAL + "logging:\n  format: xml\n", "logging.format (line 4)", id="format"),
     pytest.param("modem:\n  baudrate: 9600\n", "modem.port (line 1): required key", id="no-port"),
-    pytest.param("gateway_id: g\n", "modem: required key is missing", id="no-modem"),
+    pytest.param("gateway_id: g\n", "modem (line 1): required key is missing", id="no-modem"),
     pytest.param(
         MINIMAL + "mqtt:\n  base_topic: a/+/b\n", "mqtt.base_topic (line 4): topic", id="plus"
     ),
