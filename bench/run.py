@@ -45,6 +45,7 @@ from bench.stack import (
     sigterm_as_interrupt,
     started,
 )
+from bridge.loopback import LoopbackError
 
 SECTIONS = ("line", "cpu", "scaling")
 LINE_BYTES_PER_SECOND = 11_520  # 115200 baud, 8N1: 10 bit times per byte
@@ -477,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; every process stopped", file=sys.stderr)
         status = 130
-    except StackError as exc:
+    except (StackError, LoopbackError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         status = 1
     finally:

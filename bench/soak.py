@@ -34,6 +34,7 @@ from bench.stack import (
     sigterm_as_interrupt,
     started,
 )
+from bridge.loopback import LoopbackError
 
 # Bytes a confused modem might emit: a cut URC, binary noise, a stray final result.
 GARBAGE = b"\r\n+GTCOAPDATA: 1,4,DEAD\x00\xff\xfe garbage \r\nOK\r\n+GTCOAPDA"
@@ -236,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; every process stopped", file=sys.stderr)
         return 130
-    except StackError as exc:
+    except (StackError, LoopbackError) as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return 1
     print(report.render())

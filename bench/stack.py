@@ -24,22 +24,15 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from bridge.loopback import free_port, mosquitto_binary, wait_for_tcp
 from bridge.simulator.control import SimulatorControl
 
-MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STOP_TIMEOUT = 10.0
 
 
 class StackError(RuntimeError):
     """A process of the bench stack could not be started or misbehaved."""
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def stable_tcp_port() -> int:
@@ -62,15 +55,6 @@ def stable_tcp_port() -> int:
                 continue
             return port
     raise StackError(f"no free TCP port below {ephemeral_low}")
-
-
-def wait_for_tcp(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise StackError(f"nothing listens on 127.0.0.1:{port} after {timeout:g} s")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -152,13 +136,6 @@ class Child:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
-
-
-def mosquitto_binary() -> str:
-    for candidate in (*MOSQUITTO_PATHS, shutil.which("mosquitto") or ""):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    raise StackError("mosquitto is not installed (apt-get install mosquitto)")
 
 
 class Mosquitto:

@@ -11,15 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,29 +24,14 @@ import aiocoap
 import aiocoap.resource as resource
 
 from bridge.errors import BridgeError
+from bridge.loopback import free_port, mosquitto_binary, wait_for_tcp
 from bridge.rr import BrokerTarget, RequestJob, run_request, wait_until_online
 
-MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
 LARGE_BODY = bytes(range(32, 127)) * 32  # 3040 bytes: twelve 256-byte blocks
 
 
 class DemoError(BridgeError):
     """A part of the demo could not be started."""
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_for_tcp(port: int, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise DemoError(f"nothing listens on 127.0.0.1:{port}")
 
 
 class Hello(resource.Resource):
@@ -140,13 +122,6 @@ def process(args: list[str], name: str, **kwargs: object) -> Iterator[subprocess
                 child.wait()
 
 
-def mosquitto_binary() -> str:
-    for candidate in (*MOSQUITTO_PATHS, shutil.which("mosquitto") or ""):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    raise DemoError("mosquitto is not installed; run `make demo` or apt-get install mosquitto")
-
-
 def write_configs(workdir: Path, mqtt_port: int, coap_port: int, pty_path: str) -> Path:
     (workdir / "mosquitto.conf").write_text(
         f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\n"
@@ -208,7 +183,7 @@ def run_demo(*, log_format: str | None, log_level: str | None, wait: bool = True
                 stderr=subprocess.DEVNULL,
             )
         )
-        wait_for_tcp(mqtt_port, time.monotonic() + 10)
+        wait_for_tcp(mqtt_port, 10)
         show(f"mosquitto on 127.0.0.1:{mqtt_port}")
 
         daemon_args = [python, "-m", "bridge", "run", "-c", str(config)]

@@ -6,6 +6,7 @@ debug level, and no CoAP traffic to targets outside the allow list.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bridge.loopback import free_port
 from tests.fixtures.daemon import (
     BASE,
     REPO_ROOT,
@@ -22,7 +24,6 @@ from tests.fixtures.daemon import (
     CoapServerThread,
     apply_overrides,
     base_config,
-    free_udp_port,
 )
 from tests.fixtures.mosquitto import MosquittoFactory, TlsFiles
 from tests.fixtures.simulator import SimulatorProcessFactory
@@ -79,8 +80,8 @@ def test_tls_client_certificate_and_password_file_and_no_secret_in_debug_logs(
             pty_path=pty_path,
             broker=broker,
             coap_port=coap_server.port,
-            silent_port=free_udp_port(),
-            rst_port=free_udp_port(),
+            silent_port=free_port(socket.SOCK_DGRAM),
+            rst_port=free_port(socket.SOCK_DGRAM),
         ),
         {
             "mqtt.username": "bridge",
