@@ -19,7 +19,7 @@ from typing import Any
 
 from bridge.coap import ModemCoap
 from bridge.config import Settings
-from bridge.errors import CoapTimeout
+from bridge.errors import BridgeError, CoapTimeout
 from bridge.mapping import (
     CancelRequest,
     ParsedRequest,
@@ -49,11 +49,7 @@ class CoapRequests:
         except RequestRejected as exc:
             if exc.request_id is None:
                 raise
-            log.info(
-                "request refused: %s",
-                exc,
-                extra={"request_id": exc.request_id, "kind": exc.kind},
-            )
+            # The front logs the rejection when it answers it.
             return Envelope(exc.request_id, response_topic=exc.response_topic, rejection=exc)
         if isinstance(request, CancelRequest):
             return Envelope(request.id, response_topic=request.response_topic, cancel=True)
@@ -125,12 +121,9 @@ class CoapRequests:
             observation.cancel()
 
     def error(self, request_id: str | None, exc: BaseException) -> Answer:
-        if not isinstance(exc, RequestRejected):
-            log.info(
-                "request failed: %s: %s",
-                getattr(exc, "kind", "internal"),
-                exc,
-                extra={"request_id": request_id},
-                exc_info=exc if not hasattr(exc, "kind") else None,
+        # The front logs every failure with its kind; only a bug needs its traceback.
+        if not isinstance(exc, BridgeError):
+            log.error(
+                "internal error serving a request", extra={"request_id": request_id}, exc_info=exc
             )
         return error_to_json(request_id, exc)
