@@ -182,11 +182,6 @@ class AtEngine:
             raise PortLost(f"AT engine on {self.port} is closed")
         await self._connected.wait()
 
-    @property
-    def busy(self) -> bool:
-        """A command is on the wire."""
-        return self._pending is not None
-
     # -- commands --------------------------------------------------------------------------
 
     # The contract's signature: a per-command limit the engine enforces with its own timer.
