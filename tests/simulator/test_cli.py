@@ -139,3 +139,5 @@ def test_run_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--loss", "2"]) == 2
     assert "loss" in capsys.readouterr().err
     assert run(["--instances", "many"]) == 2
+    assert run(["--instances", "257"]) == 2
+    assert "--instances is at most 256" in capsys.readouterr().err
