@@ -1,5 +1,10 @@
 """The asyncio AT engine: one command at a time, final result codes, URC routing.
 
+Commands wait in a FIFO and go on the wire one at a time. The next one is written from
+the read callback the moment the previous one's final result code is parsed, before any
+task runs: on a slow line every task switch between an OK and the next command would be
+idle line time.
+
 Every line read from the port goes to exactly one place:
 
 * the running command: its echo (dropped), its final result code (ends it), its
@@ -14,6 +19,9 @@ before the next command the engine resyncs: it sends ``AT+CMEE?`` and passes eve
 to the unsolicited handlers until that probe's own ``+CMEE:`` line and final result have
 been seen. The modem answers commands in order, so anything older has been flushed.
 
+A command whose caller is cancelled stays on the wire until its final result (or its
+timeout): its reply is read and dropped, so it cannot be taken for the next command's.
+
 When the port fails the engine fails the running and queued commands with `PortLost`,
 tells the connection handlers, and reopens the same URL with exponential backoff until it
 works again (a USB modem re-enumerating, a pty re-created behind a stable symlink, a TCP
@@ -27,6 +35,7 @@ import logging
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -78,13 +87,16 @@ class AtStats:
 
 @dataclass(slots=True, eq=False)
 class _Pending:
-    """The command on the wire, waiting for its final result code."""
+    """A command queued or on the wire, waiting for its final result code."""
 
     command: str
     owned: str | None
-    future: asyncio.Future[FinalResult]
+    limit: float
+    # Information lines on OK, ModemError on an error result; None for the resync probe.
+    future: asyncio.Future[list[str]] | None
     lines: list[str] = field(default_factory=list)
-    resync: bool = False
+    # The resync probe: the queued command it clears the way for.
+    probe_for: _Pending | None = None
     # For the resync probe: its own "+CMEE:" line has been seen.
     marked: bool = False
     timer: asyncio.TimerHandle | None = None
@@ -118,7 +130,7 @@ class AtEngine:
         self._connection: SerialConnection | None = None
         self._connected = asyncio.Event()
         self._lost = asyncio.Event()
-        self._lock = asyncio.Lock()
+        self._queue: deque[_Pending] = deque()
         self._pending: _Pending | None = None
         self._needs_resync = False
         self._closing = False
@@ -144,7 +156,7 @@ class AtEngine:
         self._closing = True
         if self._supervisor is not None:
             self._supervisor.cancel()
-        self._fail_pending(PortLost(f"AT engine on {self.port} is closed"))
+        self._fail_all(PortLost(f"AT engine on {self.port} is closed"))
         try:
             if self._tasks is not None:
                 # Not the body's exception: it must propagate as it is, not in a group.
@@ -189,20 +201,24 @@ class AtEngine:
         """Run `cmd` and return its information lines.
 
         Raises `ModemError` for an error result code, `AtTimeout` when no final result
-        code arrives within `timeout` (default: the engine's command_timeout), and
-        `PortLost` at once when the port is gone or goes away meanwhile.
+        code arrives within `timeout` (default: the engine's command_timeout) once it is
+        on the wire, and `PortLost` at once when the port is gone or goes away meanwhile.
         """
+        return await self.submit(cmd, timeout=timeout)
+
+    def submit(self, cmd: str, *, timeout: float | None = None) -> asyncio.Future[list[str]]:
+        """Queue `cmd` behind the commands already waiting; the future settles as
+        `command` returns or raises. Queueing the next command before the current one
+        ends lets the engine write it without a task switch in between."""
         if "\r" in cmd or "\n" in cmd:
             raise ValueError(f"an AT command is one line; {cmd!r} has a line break")
-        limit = self._command_timeout if timeout is None else timeout
         self._live_connection(cmd)
-        async with self._lock:
-            if self._needs_resync:
-                await self._resync(cmd, limit)
-            final, lines = await self._exchange(cmd, limit, resync=False)
-        if final.ok:
-            return lines
-        raise ModemError(cmd, final.text, code=final.code, text=final.message)
+        limit = self._command_timeout if timeout is None else timeout
+        future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(cmd, owned_prefix(cmd), limit, future))
+        if self._pending is None:
+            self._start_next()
+        return future
 
     def _live_connection(self, cmd: str) -> SerialConnection:
         if self._closing:
@@ -212,65 +228,100 @@ class AtEngine:
             raise PortLost(f"modem port {self.port} is not available; cannot send {cmd!r}")
         return connection
 
-    async def _resync(self, cmd: str, limit: float) -> None:
-        self.stats.resyncs += 1
-        try:
-            await self._exchange(RESYNC_PROBE, limit, resync=True)
-        except AtTimeout:
-            raise AtTimeout(
-                f"modem on {self.port} did not answer the resync probe {RESYNC_PROBE} "
-                f"within {limit:g} s, so {cmd!r} was not sent; check the modem"
-            ) from None
-        self._needs_resync = False
-        log.info("AT port %s resynchronised before %r", self.port, cmd)
+    def _start_next(self) -> None:
+        """The wire is free: write the next queued command (the resync probe first if
+        an abandoned command's reply may still come)."""
+        queue = self._queue
+        while self._pending is None and queue:
+            head = queue[0]
+            assert head.future is not None
+            if head.future.done():  # its caller was cancelled while it waited
+                queue.popleft()
+                continue
+            try:
+                connection = self._live_connection(head.command)
+            except PortLost as exc:
+                self._fail_all(exc)
+                return
+            if self._needs_resync:
+                self.stats.resyncs += 1
+                probe = _Pending(RESYNC_PROBE, owned_prefix(RESYNC_PROBE), head.limit, None)
+                probe.probe_for = head
+                self._write(probe, connection)
+            else:
+                queue.popleft()
+                self._write(head, connection)
 
-    async def _exchange(
-        self, cmd: str, limit: float, *, resync: bool
-    ) -> tuple[FinalResult, list[str]]:
-        connection = self._live_connection(cmd)
-        loop = asyncio.get_running_loop()
-        pending = _Pending(cmd, owned_prefix(cmd), loop.create_future(), resync=resync)
-        pending.timer = loop.call_later(limit, self._expire, pending, limit)
+    def _write(self, pending: _Pending, connection: SerialConnection) -> None:
+        pending.timer = asyncio.get_running_loop().call_later(pending.limit, self._expire, pending)
         self._pending = pending
-        data = cmd.encode() + b"\r"
+        data = pending.command.encode() + b"\r"
         self.stats.commands += 1
         self.stats.bytes_written += len(data)
+        # A failing write reports the port lost from inside this call: _fail_all then
+        # settles this command and the queue.
         connection.write(data)
-        try:
-            final = await pending.future
-        except asyncio.CancelledError:
-            # The reply may still come: it must not be taken as the next command's.
-            if self._pending is pending:
-                self._pending = None
-                self._needs_resync = True
-            pending.timer.cancel()
-            raise
-        return final, pending.lines
 
-    def _expire(self, pending: _Pending, limit: float) -> None:
+    def _finished(self, pending: _Pending, final: FinalResult) -> None:
+        self._pending = None
+        if pending.timer is not None:
+            pending.timer.cancel()
+        probe_for = pending.probe_for
+        if probe_for is not None:
+            self._needs_resync = False
+            log.info("AT port %s resynchronised before %r", self.port, probe_for.command)
+        # Written before the caller hears of this result: the line must not idle.
+        self._start_next()
+        future = pending.future
+        if future is None or future.done():
+            return
+        if final.ok:
+            future.set_result(pending.lines)
+        else:
+            future.set_exception(
+                ModemError(pending.command, final.text, code=final.code, text=final.message)
+            )
+
+    def _expire(self, pending: _Pending) -> None:
         if self._pending is not pending:
             return
         self._pending = None
         self._needs_resync = True
         self.stats.timeouts += 1
+        limit = pending.limit
         log.warning(
             "AT command %r on %s: no final result within %g s", pending.command, self.port, limit
         )
-        pending.future.set_exception(
-            AtTimeout(
+        probe_for = pending.probe_for
+        if probe_for is None:
+            future = pending.future
+            error = AtTimeout(
                 f"modem on {self.port} did not answer {pending.command!r} within {limit:g} s; "
                 "check the modem's power and the port"
             )
-        )
+        else:
+            # The command the probe cleared the way for is not sent: the modem is silent.
+            if self._queue and self._queue[0] is probe_for:
+                self._queue.popleft()
+            future = probe_for.future
+            error = AtTimeout(
+                f"modem on {self.port} did not answer the resync probe {RESYNC_PROBE} "
+                f"within {limit:g} s, so {probe_for.command!r} was not sent; check the modem"
+            )
+        if future is not None and not future.done():
+            future.set_exception(error)
+        self._start_next()
 
-    def _fail_pending(self, exc: BaseException) -> None:
+    def _fail_all(self, exc: BaseException) -> None:
+        """Settle the command on the wire and every queued one with `exc`."""
         pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        if pending.timer is not None:
+        if pending is not None and pending.timer is not None:
             pending.timer.cancel()
-        if not pending.future.done():
-            pending.future.set_exception(exc)
+        waiting = [pending, *self._queue] if pending is not None else list(self._queue)
+        self._queue.clear()
+        for entry in waiting:
+            if entry.future is not None and not entry.future.done():
+                entry.future.set_exception(exc)
 
     # -- incoming lines (hot path) ---------------------------------------------------------
 
@@ -302,25 +353,23 @@ class AtEngine:
             self.stats.echoes += 1
             return
         final = parse_final_result(text)
+        probing = pending.probe_for is not None
         if final is not None:
-            if pending.resync and not pending.marked:
+            if probing and not pending.marked:
                 self._unsolicited(text)  # a late final result of an abandoned command
                 return
-            self._pending = None
-            if pending.timer is not None:
-                pending.timer.cancel()
-            pending.future.set_result(final)
+            self._finished(pending, final)
             return
         owned = pending.owned
         if owned is not None and text.startswith(owned):
-            if pending.resync:
+            if probing:
                 pending.marked = True
             else:
                 pending.lines.append(text)
             return
         if self._urc_prefixes and self._route_urc(text):
             return
-        if pending.resync:
+        if probing:
             self._unsolicited(text)
         else:
             pending.lines.append(text)
@@ -376,7 +425,7 @@ class AtEngine:
             return
         log.warning("AT port %s lost: %s", self.port, exc)
         self._connected.clear()
-        self._fail_pending(PortLost(f"modem port {self.port} was lost: {exc}"))
+        self._fail_all(PortLost(f"modem port {self.port} was lost: {exc}"))
         self._lost.set()
         self._notify_connection(False)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
@@ -22,7 +23,7 @@ class CoapModem(Protocol):
 
     async def open(self, host: str, port: int) -> int: ...
 
-    async def send(self, coap_id: int, datagram: bytes) -> None: ...
+    def submit_send(self, coap_id: int, datagram: bytes) -> asyncio.Future[list[str]]: ...
 
     async def close(self, coap_id: int) -> None: ...
 

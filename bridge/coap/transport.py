@@ -5,14 +5,17 @@ Wired into an aiocoap Context exactly like aiocoap's own UDP transports (see
 `send` is synchronous in aiocoap's interface, so each datagram goes into a FIFO per
 remote and a short-lived worker per remote issues AT+GTCOAPSEND for it, opening the
 remote's instance first if needed. Exchanges are never serialised here: the worker
-hands datagrams to the AT engine back to back and never waits for an answer; answers
-come back as +GTCOAPDATA, which `datagram_received` decodes and feeds to the message
-manager.
+keeps the next datagram queued in the AT engine behind the one on the wire (so the
+engine writes it the moment the previous OK is read) and never waits for an answer;
+answers come back as +GTCOAPDATA, which `datagram_received` decodes and feeds to the
+message manager.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -46,6 +49,9 @@ logger = logging.getLogger(__name__)
 _UNRELIABLE_TTL = 5.0
 # While the modem is down, how often a held datagram checks it is still wanted.
 _MODEM_POLL = 0.5
+# AT+GTCOAPSENDs a remote's worker keeps in the AT engine: one on the wire and one
+# queued behind it, which the engine writes without waiting for any task.
+_SENDS_AHEAD = 2
 
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 
@@ -276,20 +282,33 @@ class ModemMessageInterface(interfaces.MessageInterface):
 
     async def _drain(self, remote: ModemRemote) -> None:
         queue = self._queues[remote]
+        submitted: deque[asyncio.Future[list[str]]] = deque()
         try:
-            while queue and not self._closed:
-                await self._send_next(remote, queue)
+            while not self._closed:
+                if queue and len(submitted) < _SENDS_AHEAD:
+                    future = await self._send_next(remote, queue)
+                    if future is not None:
+                        submitted.append(future)
+                elif submitted:
+                    # Settled by _sent; only the pace of the worker is decided here.
+                    with contextlib.suppress(BridgeError):
+                        await submitted.popleft()
+                else:
+                    break
         finally:
             del self._workers[remote]
             if not queue:
                 self._queues.pop(remote, None)
             self.pool.exchange_finished()
 
-    async def _send_next(self, remote: ModemRemote, queue: _SendQueue) -> None:
+    async def _send_next(
+        self, remote: ModemRemote, queue: _SendQueue
+    ) -> asyncio.Future[list[str]] | None:
+        """Queue the remote's next datagram in the modem; its future, or None if none went."""
         entry = queue[0]
         if not self._still_wanted(entry):
             queue.popleft()
-            return
+            return None
         try:
             instance = await self.pool.acquire(remote, lambda: self._prune(queue))
         except (ModemError, InvalidRequest) as exc:
@@ -298,7 +317,7 @@ class ModemMessageInterface(interfaces.MessageInterface):
             queue.clear()
             self._record_failure(remote, exc)
             self._mman.dispatch_error(TransportFailure(exc), remote)
-            return
+            return None
         except BridgeError as exc:
             # Modem not ready / not answering. Keep the datagram while its exchange is
             # wanted and send it as soon as the modem is back: waiting for the next
@@ -306,25 +325,48 @@ class ModemMessageInterface(interfaces.MessageInterface):
             self._record_failure(remote, exc)
             if not await self._wait_for_modem(entry):
                 queue.popleft()
-            return
+            return None
         if instance is None:
-            return  # _prune emptied the queue: nobody wants these datagrams any more.
+            return None  # _prune emptied the queue: nobody wants these datagrams any more.
         queue.popleft()
         try:
-            await self._modem.send(instance.coap_id, entry.datagram)
-        except DatagramTooLarge as exc:
-            self._fail_message(entry.message, exc)
-        except ModemError as exc:
-            # The modem does not know this coap_id (reset not noticed yet) or refused the
-            # datagram: reopen next time; a CON is retransmitted.
-            self.pool.invalidate(remote, instance.coap_id)
-            self._record_failure(remote, exc)
+            future = self._modem.submit_send(instance.coap_id, entry.datagram)
         except BridgeError as exc:
-            self._record_failure(remote, exc)
-        else:
+            self._send_failed(remote, instance.coap_id, entry, exc)
+            return None
+        future.add_done_callback(functools.partial(self._sent, remote, instance.coap_id, entry))
+        return future
+
+    def _sent(
+        self,
+        remote: ModemRemote,
+        coap_id: int,
+        entry: _Outgoing,
+        future: asyncio.Future[list[str]],
+    ) -> None:
+        if future.cancelled():
+            return  # the worker was cancelled at shutdown
+        exc = future.exception()
+        if exc is None:
             self._send_failures.pop(remote, None)
             self.stats.datagrams_out += 1
             self.stats.max_datagram_out = max(self.stats.max_datagram_out, len(entry.datagram))
+        elif isinstance(exc, BridgeError):
+            self._send_failed(remote, coap_id, entry, exc)
+        else:
+            logger.error("sending to %s failed unexpectedly", remote.label, exc_info=exc)
+
+    def _send_failed(
+        self, remote: ModemRemote, coap_id: int, entry: _Outgoing, exc: BridgeError
+    ) -> None:
+        if isinstance(exc, DatagramTooLarge):
+            self._fail_message(entry.message, exc)
+            return
+        if isinstance(exc, ModemError):
+            # The modem does not know this coap_id (reset not noticed yet) or refused the
+            # datagram: reopen next time; a CON is retransmitted.
+            self.pool.invalidate(remote, coap_id)
+        self._record_failure(remote, exc)
 
     async def _wait_for_modem(self, entry: _Outgoing) -> bool:
         """True once a modem that was not ready is back; False if it was ready (it failed

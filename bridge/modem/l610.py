@@ -214,11 +214,19 @@ class L610:
 
     async def send(self, coap_id: int, datagram: bytes) -> None:
         """Hand one datagram to instance `coap_id`; OK means it left, not that it arrived."""
-        # Hot path: one formatted string, one round trip, nothing else.
+        await self.submit_send(coap_id, datagram)
+
+    def submit_send(self, coap_id: int, datagram: bytes) -> asyncio.Future[list[str]]:
+        """Queue one datagram behind the commands already waiting; the future settles
+        with the modem's OK or its error. Raises at once when the modem is not ready or
+        the datagram cannot go at all (`DatagramTooLarge`)."""
+        # Hot path: one formatted string, one queued command, nothing else.
         command = format_send(coap_id, datagram)
         if not self._ready:
             raise self._not_ready(f"send on coap_id={coap_id}")
-        await self._command(command)
+        future = self._at.submit(command, timeout=self._command_timeout)
+        future.add_done_callback(self._check_echo)
+        return future
 
     async def close(self, coap_id: int) -> None:
         """Free instance `coap_id`, waiting for the `+GTCOAPCLOSE: 1` that trails the OK."""
@@ -248,10 +256,13 @@ class L610:
         try:
             return await self._at.command(command, timeout=self._command_timeout)
         finally:
-            # ATE0 is part of bring-up: an echo seen since means the modem restarted
-            # without a boot line reaching us (two attribute reads, fine on the hot path).
-            if self._at.stats.echoes != self._echoes_at_ready and self._ready:
-                self._declare_lost("modem echoes commands again (echo is back on): it restarted")
+            self._check_echo()
+
+    def _check_echo(self, _: object = None) -> None:
+        # ATE0 is part of bring-up: an echo seen since means the modem restarted
+        # without a boot line reaching us (two attribute reads, fine on the hot path).
+        if self._at.stats.echoes != self._echoes_at_ready and self._ready:
+            self._declare_lost("modem echoes commands again (echo is back on): it restarted")
 
     async def _wait_close(self, coap_id: int, waiter: asyncio.Future[str]) -> str:
         try:

@@ -106,6 +106,33 @@ async def test_commands_run_one_at_a_time_in_order(engine: AtEngine, pty_modem: 
     assert await asyncio.gather(*tasks) == [[f"+N: {n}"] for n in range(5)]
 
 
+async def test_queued_command_is_written_before_the_previous_caller_resumes(
+    engine: AtEngine, pty_modem: PtyModem
+) -> None:
+    first = engine.submit("AT+N=1")
+    second = engine.submit("AT+N=2")
+    assert await pty_modem.next_command() == "AT+N=1"
+    written_when_first_settled: list[int] = []
+    first.add_done_callback(lambda _: written_when_first_settled.append(engine.stats.commands))
+    pty_modem.send(b"\r\nOK\r\n")
+    assert await pty_modem.next_command() == "AT+N=2"
+    assert await first == []
+    assert written_when_first_settled == [2]  # AT+N=2 went out in the same read callback
+    pty_modem.send(b"\r\nERROR\r\n")
+    with pytest.raises(ModemError):
+        await second
+
+
+async def test_lost_port_fails_queued_commands_too(engine: AtEngine, pty_modem: PtyModem) -> None:
+    running = engine.submit("AT+CSQ")
+    queued = [engine.submit(f"AT+N={n}") for n in range(3)]
+    assert await pty_modem.next_command() == "AT+CSQ"
+    pty_modem.unplug()
+    for future in (running, *queued):
+        with pytest.raises(PortLost):
+            await future
+
+
 async def test_cme_error_code_and_text(engine: AtEngine, pty_modem: PtyModem) -> None:
     task = asyncio.create_task(engine.command("AT+CPIN?"))
     await pty_modem.expect("AT+CPIN?", b"\r\n+CME ERROR: SIM not inserted\r\n")
@@ -190,17 +217,22 @@ async def test_unanswered_resync_fails_the_command_without_sending_it(
     assert await task == ["+CSQ: 12,99"]
 
 
-async def test_cancelled_caller_forces_resync(engine: AtEngine, pty_modem: PtyModem) -> None:
+async def test_cancelled_command_stays_on_the_wire_until_its_reply(
+    engine: AtEngine, pty_modem: PtyModem
+) -> None:
     task = asyncio.create_task(engine.command("AT+SLOW"))
     assert await pty_modem.next_command() == "AT+SLOW"
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    second = asyncio.create_task(engine.command("AT+SLOW"))
+    await asyncio.sleep(0.05)
+    assert pty_modem.pending_commands() == 0  # held back until the first one's reply
+    # The cancelled command's reply is read and dropped, then the next command goes.
     pty_modem.send(b"\r\n+SLOW: 1\r\n\r\nOK\r\n")
-    task = asyncio.create_task(engine.command("AT+SLOW"))
-    await pty_modem.answer_resync()
     await pty_modem.expect("AT+SLOW", b"\r\n+SLOW: 2\r\n\r\nOK\r\n")
-    assert await task == ["+SLOW: 2"]
+    assert await second == ["+SLOW: 2"]
+    assert engine.stats.resyncs == 0
 
 
 async def test_garbage_and_overlong_line_between_commands(
