@@ -35,7 +35,8 @@ async def _run(uri: str, count: int, in_flight: int) -> RunResult:
                 continue
             ok = response.code.is_successful()
             kind = "ok" if ok else f"coap {response.code.dotted}"
-            answers.append(Answer(str(issued), time.perf_counter() - started, ok, kind))
+            now = time.perf_counter()
+            answers.append(Answer(str(issued), now - started, ok, kind, now))
 
     started = time.perf_counter()
     try:

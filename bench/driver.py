@@ -41,6 +41,7 @@ class Answer:
     latency: float  # seconds from publish to answer
     ok: bool
     kind: str  # "ok", "coap <code>" for a CoAP error code, or the error object's kind
+    received_at: float  # time.perf_counter() at the answer
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -67,6 +68,16 @@ class RunResult:
     @property
     def throughput(self) -> float:
         return self.answered / self.elapsed if self.elapsed > 0 else 0.0
+
+    def sustained_throughput(self, window: int) -> float:
+        """Answers per second while the pipeline is full: from the `window`-th answer to
+        the `window`-th from last, leaving out the first round trip (the window filling
+        while nothing has come back yet) and the last (it draining)."""
+        times = sorted(answer.received_at for answer in self.answers)
+        if len(times) < 2 * window + 2:
+            return self.throughput
+        first, last = times[window], times[-1 - window]
+        return (len(times) - 2 * window - 1) / (last - first) if last > first else 0.0
 
     @property
     def ok(self) -> int:
@@ -179,7 +190,9 @@ class ClosedLoop:
                     self._duplicates += 1
                 return
             self._answered_ids.add(request_id)
-            self._answers.append(Answer(request_id, received_at - pending.sent_at, ok, kind))
+            self._answers.append(
+                Answer(request_id, received_at - pending.sent_at, ok, kind, received_at)
+            )
             self._last_answer_at = received_at
             if not pending.overdue:
                 self._window -= 1

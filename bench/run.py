@@ -2,7 +2,10 @@
 
 Sections (`--only` picks some):
 - line: 115200 baud + 50 ms, small GETs, 1 vs 32 in flight, against the line limit
-  computed from the bytes the simulator actually saw on its pty.
+  computed from the bytes the simulator actually saw on its pty. The line limit is a
+  steady rate, so the targets compare it with the throughput while the pipeline is full
+  (the first and last window of answers left out: the first round trip, when nothing
+  has come back yet, and the drain); the whole-run figure is printed too.
 - cpu: unthrottled simulator, no added latency: end-to-end req/s, daemon CPU per 1,000
   requests, added latency, side by side with aiocoap talking UDP straight to the server.
 - scaling: in flight 1/8/64/256 (on both links), payload 16 B/200 B/4 KiB and 1/4/16
@@ -224,12 +227,13 @@ class Bench:
                 case, "line 32 in flight", self.sizes.line_pipelined, 32, small
             )
         add = self.report.add
-        for name, result, line in (
-            ("1 in flight", baseline, base_line),
-            ("32 in flight", pipelined, pipe_line),
-        ):
+        sustained: dict[int, float] = {}
+        for in_flight, result, line in ((1, baseline, base_line), (32, pipelined, pipe_line)):
+            name = f"{in_flight} in flight"
             limit = line_limit(result, line)
-            add(Figure("line", f"{name}: throughput", result.throughput, "req/s"))
+            sustained[in_flight] = result.sustained_throughput(in_flight)
+            add(Figure("line", f"{name}: throughput, whole run", result.throughput, "req/s"))
+            add(Figure("line", f"{name}: throughput, pipeline full", sustained[in_flight], "req/s"))
             add(Figure("line", f"{name}: p50 latency", result.latency_ms(0.5), "ms"))
             add(Figure("line", f"{name}: p99 latency", result.latency_ms(0.99), "ms"))
             add(
@@ -241,14 +245,13 @@ class Bench:
                 )
             )
             add(Figure("line", f"{name}: line limit", limit, "req/s"))
-            ratio = result.throughput / limit if limit else float("nan")
-            if result is pipelined:
+            add(Figure("line", f"{name}: whole run / line limit", result.throughput / limit, "x"))
+            ratio = sustained[in_flight] / limit
+            if in_flight == 32:
                 add(Figure("line", f"{name}: of line limit", ratio, "x", ">= 0.90", ratio >= 0.90))
             else:
                 add(Figure("line", f"{name}: of line limit", ratio, "x"))
-        speedup = (
-            pipelined.throughput / baseline.throughput if baseline.throughput else float("nan")
-        )
+        speedup = sustained[32] / sustained[1] if sustained[1] else float("nan")
         add(Figure("line", "32 vs 1 in flight speedup", speedup, "x", ">= 10", speedup >= 10))
 
     def cpu_bound(self) -> None:
