@@ -7,7 +7,8 @@ Sections (`--only` picks some):
   (the first and last window of answers left out: the first round trip, when nothing
   has come back yet, and the drain); the whole-run figure is printed too.
 - cpu: unthrottled simulator, no added latency: end-to-end req/s, daemon CPU per 1,000
-  requests, added latency, side by side with aiocoap talking UDP straight to the server.
+  requests, added latency, side by side with aiocoap talking UDP straight to the server,
+  and the floors of the two libraries the daemon is built on (`bench.floors`).
 - scaling: in flight 1/8/64/256 (on both links), payload 16 B/200 B/4 KiB and 1/4/16
   remotes over 4 instances (on the 115200-baud link), daemon RSS idle and after 10,000
   requests.
@@ -36,6 +37,7 @@ from typing import Any
 
 from bench.direct import run_direct
 from bench.driver import RequestFactory, RunResult
+from bench.floors import coap_floor, mqtt_floor
 from bench.gateway import Gateway, LineUse, gateway
 from bench.stack import (
     CoapServers,
@@ -279,6 +281,8 @@ class Bench:
         direct = run_direct(uri, count, 64)
         # The CoAP library alone, in the harness process (its idle MQTT thread aside).
         direct_cpu = 1000 * (_own_cpu() - direct_before) / max(direct.answered, 1)
+        mqtt_alone = mqtt_floor(self.mosquitto.port, count, 64)
+        coap_alone = coap_floor(count, 64)
         self.report.runs["direct 1 in flight"] = direct_single.summary()
         self.report.runs["direct 64 in flight"] = direct.summary()
         self.report.runs["cpu seconds per 1000 (64 in flight)"] = {
@@ -313,6 +317,8 @@ class Bench:
         add(Figure("cpu", "p50 added latency vs direct, 1 in flight", added, "ms"))
         add(Figure("cpu", "direct aiocoap UDP, 64 in flight", direct.throughput, "req/s"))
         add(Figure("cpu", "direct aiocoap client CPU per 1,000 requests", direct_cpu, "s"))
+        add(Figure("cpu", "floor: paho-mqtt alone, MQTT side, per 1,000", mqtt_alone, "s"))
+        add(Figure("cpu", "floor: ModemCoap + aiocoap alone, per 1,000", coap_alone, "s"))
         ratio = loaded.throughput / direct.throughput if direct.throughput else float("nan")
         add(Figure("cpu", "bridge / direct throughput", ratio, "x"))
 
