@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -14,9 +13,9 @@ from bridge.at.engine import AtEngine
 from bridge.coap import CoapTransportSettings, ModemCoap
 from bridge.modem.l610 import L610
 from bridge.simulator import L610Simulator
+from tests.fixtures.modem import fast_engine, make_l610
 from tests.fixtures.simulator import SimulatorFactory
 
-COMMAND_TIMEOUT = 1.0
 # Short RFC 7252 timers so retransmission tests take seconds, not minutes.
 FAST = CoapTransportSettings(ack_timeout=0.25, max_retransmit=4, instance_idle_close=30.0)
 
@@ -40,25 +39,8 @@ async def make_stack(simulator_factory: SimulatorFactory) -> AsyncIterator[Stack
 
         async def make(settings: CoapTransportSettings = FAST, **simulator_options: Any) -> Stack:
             sim = await simulator_factory(**simulator_options)
-            at = await exits.enter_async_context(
-                AtEngine(
-                    sim.port_path,
-                    command_timeout=COMMAND_TIMEOUT,
-                    reconnect_initial=0.05,
-                    reconnect_max=0.2,
-                )
-            )
-            modem = await exits.enter_async_context(
-                L610(
-                    at,
-                    command_timeout=COMMAND_TIMEOUT,
-                    registration_timeout=5.0,
-                    pdp_timeout=5.0,
-                    retry_initial=0.05,
-                    retry_max=0.5,
-                    boot_settle=0.1,
-                )
-            )
+            at = await exits.enter_async_context(fast_engine(sim.port_path))
+            modem = await exits.enter_async_context(make_l610(at))
             coap = await exits.enter_async_context(ModemCoap(modem, settings))
             return Stack(sim, at, modem, coap)
 
@@ -68,12 +50,3 @@ async def make_stack(simulator_factory: SimulatorFactory) -> AsyncIterator[Stack
 @pytest.fixture
 async def stack(make_stack: StackFactory) -> Stack:
     return await make_stack()
-
-
-async def eventually(condition: Callable[[], bool], within: float = 3.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition still false after {within} s")
-        await asyncio.sleep(0.01)

@@ -12,8 +12,9 @@ from aiocoap import GET, POST, PUT, Message
 
 from bridge.coap import CoapTransportSettings
 from bridge.errors import CoapReset, CoapTimeout, DatagramTooLarge, ModemError, ModemUnavailable
-from tests.coap.conftest import FAST, Stack, StackFactory, eventually
+from tests.coap.conftest import FAST, Stack, StackFactory
 from tests.fixtures.coap_servers import LARGE_PAYLOAD, AiocoapServer, SilentPort
+from tests.fixtures.modem import eventually
 
 BODY_2000 = bytes((i * 31 + 7) % 256 for i in range(2000))
 

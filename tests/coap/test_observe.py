@@ -9,8 +9,9 @@ from aiocoap import GET, Message
 
 from bridge.coap import Observation
 from bridge.errors import ModemUnavailable
-from tests.coap.conftest import Stack, eventually
+from tests.coap.conftest import Stack
 from tests.fixtures.coap_servers import AiocoapServer, LibcoapServer
+from tests.fixtures.modem import eventually
 
 
 async def drain(observation: Observation) -> None:

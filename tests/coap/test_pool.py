@@ -10,8 +10,9 @@ from aiocoap import GET, POST, Message
 
 from bridge.coap import CoapTransportSettings
 from bridge.errors import ModemUnavailable
-from tests.coap.conftest import Stack, StackFactory, eventually
+from tests.coap.conftest import Stack, StackFactory
 from tests.fixtures.coap_servers import AiocoapServer
+from tests.fixtures.modem import eventually
 
 ServerFactory = Callable[[], Awaitable[AiocoapServer]]
 

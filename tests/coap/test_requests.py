@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from aiocoap import GET, POST, PUT, Message
 
-from tests.coap.conftest import Stack, eventually
+from tests.coap.conftest import Stack
 from tests.fixtures.coap_servers import LARGE_PAYLOAD, ROOT_TEXT, AiocoapServer, LibcoapServer
+from tests.fixtures.modem import eventually
 
 BODY_2000 = bytes((i * 13 + 5) % 251 for i in range(2000))
 

@@ -6,8 +6,9 @@ from typing import Any
 
 from aiocoap import CONTENT, GET, NON, Message
 
-from tests.coap.conftest import Stack, eventually
+from tests.coap.conftest import Stack
 from tests.fixtures.coap_servers import AiocoapServer
+from tests.fixtures.modem import eventually
 
 
 async def test_stray_response_is_handed_over_and_requests_still_match(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -13,9 +13,7 @@ from bridge.at.engine import AtEngine
 from bridge.modem.codec import Datagram
 from bridge.modem.l610 import L610
 from bridge.simulator import L610Simulator
-
-# Short limits: every fault test waits for at least one of them.
-COMMAND_TIMEOUT = 1.0
+from tests.fixtures.modem import fast_engine, make_l610
 
 
 class _Echo(asyncio.DatagramProtocol):
@@ -39,18 +37,6 @@ class EchoServer:
     protocol: _Echo
 
 
-async def eventually(condition: Callable[[], bool], within: float = 3.0) -> None:
-    """Wait until `condition()` holds; fail the test after `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        if condition():
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"condition still false after {within} s")
-        await asyncio.sleep(0.01)
-
-
 @pytest.fixture
 async def udp_echo() -> AsyncIterator[EchoServer]:
     """A plain UDP echo server on 127.0.0.1 (the CoAP server stand-in: the modem does no CoAP)."""
@@ -70,32 +56,8 @@ def sim(simulator: L610Simulator) -> L610Simulator:
 
 @pytest.fixture
 async def at(sim: L610Simulator) -> AsyncIterator[AtEngine]:
-    async with AtEngine(
-        sim.port_path,
-        command_timeout=COMMAND_TIMEOUT,
-        reconnect_initial=0.05,
-        reconnect_max=0.2,
-    ) as engine:
+    async with fast_engine(sim.port_path) as engine:
         yield engine
-
-
-def make_l610(
-    at: AtEngine,
-    *,
-    registration_timeout: float = 5.0,
-    probe_interval: float = 30.0,
-    retry_max: float = 0.5,
-) -> L610:
-    return L610(
-        at,
-        command_timeout=COMMAND_TIMEOUT,
-        registration_timeout=registration_timeout,
-        pdp_timeout=5.0,
-        probe_interval=probe_interval,
-        retry_initial=0.05,
-        retry_max=retry_max,
-        boot_settle=0.1,
-    )
 
 
 @dataclass

@@ -18,9 +18,10 @@ from bridge.errors import (
 from bridge.modem.codec import Datagram
 from bridge.modem.l610 import L610
 from bridge.simulator import L610Simulator
+from tests.fixtures.modem import COMMAND_TIMEOUT, eventually, make_l610
 from tests.fixtures.simulator import SimulatorFactory
 
-from .conftest import COMMAND_TIMEOUT, EchoServer, Recorder, eventually, make_l610
+from .conftest import EchoServer, Recorder
 
 
 async def _open_echo(modem: L610, udp_echo: EchoServer) -> int:

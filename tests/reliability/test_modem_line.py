@@ -21,9 +21,9 @@ from bridge.at.framer import DEFAULT_MAX_LINE
 from bridge.modem.codec import Datagram
 from bridge.modem.l610 import L610
 from bridge.simulator import L610Simulator
+from tests.fixtures.modem import COMMAND_TIMEOUT, make_l610
 from tests.fixtures.simulator import SimulatorFactory
 
-COMMAND_TIMEOUT = 1.0
 TEN_MIB = 10 * 1024 * 1024
 
 
@@ -40,15 +40,7 @@ async def line(simulator_factory: SimulatorFactory) -> AsyncIterator[Line]:
     sim = await simulator_factory()
     async with (
         AtEngine(sim.port_path, command_timeout=COMMAND_TIMEOUT, reconnect_initial=0.05) as at,
-        L610(
-            at,
-            command_timeout=COMMAND_TIMEOUT,
-            registration_timeout=5.0,
-            pdp_timeout=5.0,
-            retry_initial=0.05,
-            retry_max=0.5,
-            boot_settle=0.1,
-        ) as modem,
+        make_l610(at) as modem,
     ):
         datagrams: list[Datagram] = []
         modem.set_datagram_handler(datagrams.append)
