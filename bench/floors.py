@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiocoap
@@ -30,7 +31,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bench.stack import StackError, cpu_seconds
+from bench.coap_server import APPLICATION_JSON, SMALL_BODY
+from bench.stack import Child, StackError, cpu_seconds
 from bridge.coap import ModemCoap
 from bridge.modem.codec import Datagram
 
@@ -38,8 +40,6 @@ REQUEST_TOPIC = "floor/request"
 ANSWER_TOPIC = "floor/answer"
 REQUEST = b'{"id":"floor","method":"GET","uri":"coap://bench/small"}'
 ANSWER = b'{"id":"floor","code":"2.05","payload":"{\\"temp\\":21.5,\\"ok\\":1}"}'
-SMALL_BODY = b'{"temp":21.5,"ok":1}'
-JSON_FORMAT = 50
 
 
 # -- MQTT -----------------------------------------------------------------------------
@@ -83,25 +83,24 @@ def _serve_echo(port: int) -> None:
     client.loop_forever()
 
 
-def mqtt_floor(port: int, count: int, in_flight: int) -> float:
+def mqtt_floor(workdir: Path, port: int, count: int, in_flight: int) -> float:
     """CPU seconds per 1,000 requests of the echo client, driven with `in_flight` out."""
-    echo = subprocess.Popen(
+    echo = Child(
+        "MQTT floor echo client",
         [sys.executable, "-m", "bench.floors", "echo", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
+        workdir / "floor-echo.log",
+        subprocess.PIPE,
     )
     try:
-        assert echo.stdout is not None
-        if echo.stdout.readline().strip() != "ready":
-            raise StackError("the MQTT floor's echo client did not start")
+        process = echo.start()
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != "ready":
+            raise StackError(f"the MQTT floor's echo client did not start:\n{echo.log_tail()}")
         before = cpu_seconds(echo.pid)
         _drive_echo(port, count, in_flight)
         return 1000 * (cpu_seconds(echo.pid) - before) / count
     finally:
-        echo.kill()
-        echo.wait()
-        if echo.stdout is not None:
-            echo.stdout.close()
+        echo.stop()
 
 
 def _drive_echo(port: int, count: int, in_flight: int) -> None:
@@ -180,7 +179,7 @@ class _AnsweringModem:
 
     def submit_send(self, coap_id: int, datagram: bytes) -> asyncio.Future[list[str]]:
         request = Message.decode(datagram)
-        answer = Message(code=aiocoap.CONTENT, payload=SMALL_BODY, content_format=JSON_FORMAT)
+        answer = Message(code=aiocoap.CONTENT, payload=SMALL_BODY, content_format=APPLICATION_JSON)
         answer.mtype, answer.mid, answer.token = aiocoap.ACK, request.mid, request.token
         assert self._handler is not None
         self._loop.call_soon(self._handler, Datagram(coap_id, answer.encode()))

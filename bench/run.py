@@ -281,7 +281,7 @@ class Bench:
         direct = run_direct(uri, count, 64)
         # The CoAP library alone, in the harness process (its idle MQTT thread aside).
         direct_cpu = 1000 * (_own_cpu() - direct_before) / max(direct.answered, 1)
-        mqtt_alone = mqtt_floor(self.mosquitto.port, count, 64)
+        mqtt_alone = mqtt_floor(self.workdir, self.mosquitto.port, count, 64)
         coap_alone = coap_floor(count, 64)
         self.report.runs["direct 1 in flight"] = direct_single.summary()
         self.report.runs["direct 64 in flight"] = direct.summary()
