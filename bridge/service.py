@@ -31,9 +31,8 @@ from bridge.coap import CoapTransportSettings, ModemCoap
 from bridge.config import MqttProtocol as ConfigProtocol
 from bridge.config import Settings, load_config, load_password
 from bridge.errors import BridgeError, ConfigError
-from bridge.handler import CoapRequests
 from bridge.logs import configure_logging, register_secret
-from bridge.mapping import unsolicited_to_json
+from bridge.mapping import CoapRequests, unsolicited_to_json
 from bridge.modem.l610 import L610
 from bridge.mqtt import (
     FrontCounters,

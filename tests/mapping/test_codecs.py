@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.codecs import (
+from bridge.mapping.codecs import (
     Family,
     PayloadEncoding,
     cbor_to_json,

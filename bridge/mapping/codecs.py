@@ -1,21 +1,9 @@
-"""Content-format codecs: payload bytes <-> JSON values, per the MQTT contract.
+"""Content-format codecs: payload bytes <-> JSON values, per the MQTT contract. Pure.
 
-Pure functions. Content formats are CoAP numbers (RFC 7252 §12.3); names come from
-aiocoap's copy of the IANA registry, so `"application/json"` is 50 and
-`"text/plain;charset=utf-8"` is 0.
-
-Decoding a CBOR response yields values JSON cannot hold; they are converted so the
-result always survives `json.dumps(..., allow_nan=False)`:
-
-- byte strings become `"hex:<lowercase hex>"` (the same spelling requests use for
-  opaque option values; a CBOR text string that happens to start with `hex:` looks
-  the same, which is the price of staying plain JSON),
-- map keys that are not text become their JSON text (`1` -> `"1"`, bytes -> `"hex:.."`),
-- NaN and the infinities become the strings `"NaN"`, `"Infinity"`, `"-Infinity"`,
-- tags become `{"tag": <number>, "value": <converted value>}`, except the ones cbor2
-  decodes itself (date/time -> ISO 8601 string, bignum -> int, decimal, fraction,
-  UUID, IP address... -> their `str()`),
-- `undefined` becomes null, simple values their number, sets a list.
+Content formats are CoAP numbers (RFC 7252 §12.3), named after aiocoap's copy of the
+IANA registry. `encode_payload` builds a request payload; `decode_payload` gives a
+response's `payload`/`payload_encoding`, falling back to base64 when the payload does
+not parse as its format; what it returns always survives `json.dumps(allow_nan=False)`.
 """
 
 from __future__ import annotations
@@ -180,12 +168,13 @@ def decode_payload(payload: bytes, content_format: int | None) -> tuple[JsonValu
     return base64.b64encode(payload).decode("ascii"), PayloadEncoding.BASE64
 
 
-def _reject_constant(name: str) -> JsonValue:
-    raise ValueError(f"{name} is not JSON")
+def refuse_json_constant(name: str) -> JsonValue:
+    """A `parse_constant` hook: NaN and the infinities are not JSON (RFC 8259 §6)."""
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _strict_json(payload: bytes) -> JsonValue:
-    return cast(JsonValue, json.loads(payload.decode("utf-8"), parse_constant=_reject_constant))
+    return cast(JsonValue, json.loads(payload.decode("utf-8"), parse_constant=refuse_json_constant))
 
 
 def _single_cbor_item(payload: bytes) -> object:
@@ -197,7 +186,14 @@ def _single_cbor_item(payload: bytes) -> object:
 
 
 def cbor_to_json(item: object) -> JsonValue:
-    """A decoded CBOR item as a JSON value (conversions listed in the module docstring)."""
+    """A decoded CBOR item as a JSON value.
+
+    Byte strings become "hex:<hex>" (the spelling of opaque request option values),
+    map keys that are not text their JSON text, NaN/±inf the strings "NaN",
+    "Infinity", "-Infinity", tags {"tag": n, "value": v} except those cbor2 decodes
+    itself (date/time as ISO 8601, others by `str()`), undefined null, simple values
+    their number, sets a list.
+    """
     if item is None or isinstance(item, bool | int | str):
         return item
     if isinstance(item, float):

@@ -1,12 +1,9 @@
-"""The bridge's `RequestHandler`: MQTT request payloads in, CoAP exchanges, answers out.
+"""`CoapRequests`, the bridge's `RequestHandler`: request payloads in, CoAP, answers out.
 
-Glue between the MQTT front (topics, acks, dedupe, concurrency) and the CoAP client
-over the modem, using the pure mapping functions for both directions.
-
-Observations: `timeout` of an observe request bounds the whole stream (the contract:
-"stream notifications until cancelled or timeout"). When it runs out, the stream ends
-with a `timeout` error object saying so; a cancel request ends it with `cancelled`.
-A server that answers without the Observe option ends the stream after that answer.
+`parse` maps a payload to the front's `Envelope` (a refused request with a usable id
+becomes a `rejection`); `serve` runs the exchange and yields the answer objects. The
+`timeout` of an observe request bounds the whole stream, which then ends with a
+`timeout` error; a server answering without Observe ends it after that answer.
 """
 
 from __future__ import annotations
@@ -20,15 +17,9 @@ from typing import Any
 from bridge.coap import ModemCoap
 from bridge.config import Settings
 from bridge.errors import BridgeError, CoapTimeout
-from bridge.mapping import (
-    CancelRequest,
-    ParsedRequest,
-    RequestRejected,
-    error_to_json,
-    parse_request,
-    response_to_json,
-    to_coap_message,
-)
+from bridge.mapping.parse import RequestRejected, parse_request
+from bridge.mapping.request import CancelRequest, ParsedRequest, to_coap_message
+from bridge.mapping.response import error_to_json, response_to_json
 from bridge.mqtt import Envelope
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,69 @@
+"""The answer objects of the MQTT contract (mqtt-api.md), built from CoAP messages. Pure.
+
+`response_to_json` answers a request (or one observe notification),
+`unsolicited_to_json` describes a message that matched no request, and `error_to_json`
+turns an exception into the error object: a `BridgeError` gives its kind and message,
+anything else is `internal` and explains nothing (the log has the traceback).
+"""
+
+from __future__ import annotations
+
+import aiocoap
+
+from bridge.errors import BridgeError, ModemError
+from bridge.mapping.codecs import JsonValue, content_format_name, decode_payload
+from bridge.mapping.options import options_to_json
+
+
+def _message_fields(message: aiocoap.Message) -> dict[str, JsonValue]:
+    code = message.code
+    content_format_option = message.opt.content_format
+    content_format = None if content_format_option is None else int(content_format_option)
+    payload, encoding = decode_payload(bytes(message.payload), content_format)
+    return {
+        "ok": int(code.class_) == 2,
+        "code": str(code.dotted),
+        "code_name": str(code.name_printable),
+        "content_format": None if content_format is None else content_format_name(content_format),
+        "options": options_to_json(message),
+        "payload": payload,
+        "payload_encoding": encoding.value,
+    }
+
+
+def response_to_json(
+    request_id: str, message: aiocoap.Message, rtt_ms: float, observe_seq: int | None = None
+) -> dict[str, JsonValue]:
+    """The response object for a CoAP response (or one observe notification)."""
+    answer: dict[str, JsonValue] = {"id": request_id, **_message_fields(message)}
+    if observe_seq is not None:
+        answer["observe"] = observe_seq
+    answer["rtt_ms"] = round(rtt_ms, 1)
+    return answer
+
+
+def unsolicited_to_json(message: aiocoap.Message, remote: str) -> dict[str, JsonValue]:
+    """A CoAP message from `remote` that matched no request, for `<base>/unsolicited`."""
+    body: dict[str, JsonValue] = {
+        "remote": remote,
+        "type": str(message.mtype.name),
+        "mid": message.mid,
+        "token": bytes(message.token).hex(),
+        **_message_fields(message),
+    }
+    if message.opt.observe is not None:
+        body["observe"] = message.opt.observe
+    return body
+
+
+def error_to_json(request_id: str | None, exc: BaseException) -> dict[str, JsonValue]:
+    """The error object; exceptions that are not BridgeErrors are `internal`, unexplained."""
+    if isinstance(exc, BridgeError):
+        kind = exc.kind
+        message = str(exc) or kind.replace("_", " ")
+        if isinstance(exc, ModemError) and exc.text and exc.text not in message:
+            message = f"{message}: {exc.text}"
+    else:
+        kind = "internal"
+        message = "internal error in the bridge; see its log"
+    return {"id": request_id, "ok": False, "error": {"kind": kind, "message": message}}
