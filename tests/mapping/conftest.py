@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bridge.config import Settings
@@ -7,7 +9,8 @@ from bridge.config import Settings
 BASE = "coap-bridge/g1"
 
 
-def make_settings() -> Settings:
+def make_settings(**coap: Any) -> Settings:
+    """The settings these tests share; keywords replace keys of the coap section."""
     return Settings.model_validate(
         {
             "gateway_id": "g1",
@@ -21,6 +24,7 @@ def make_settings() -> Settings:
                 "default_timeout": 30,
                 "max_timeout": 60,
                 "max_request_payload": 1024,
+                **coap,
             },
         }
     )

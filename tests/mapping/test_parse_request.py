@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from bridge.config import Settings
 from bridge.errors import ForbiddenTarget, InvalidRequest
 from bridge.mapping import (
+    REQUEST_FIELDS,
     CancelRequest,
     CoapOption,
     MalformedRequest,
@@ -375,24 +376,7 @@ json_values = st.recursive(
     ),
     max_leaves=20,
 )
-field_names = st.sampled_from(
-    [
-        "id",
-        "method",
-        "uri",
-        "type",
-        "content_format",
-        "accept",
-        "options",
-        "payload",
-        "payload_encoding",
-        "observe",
-        "timeout",
-        "response_topic",
-        "cancel",
-        "other",
-    ]
-)
+field_names = st.sampled_from([*sorted(REQUEST_FIELDS), "other"])
 plausible_values = st.one_of(
     json_values,
     st.sampled_from(
