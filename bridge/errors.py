@@ -1,19 +1,24 @@
 """The exception hierarchy.
 
-Every error the bridge raises derives from `BridgeError`. Each family carries the
-`kind` string of the MQTT error object (see the MQTT contract), so the mapping from
-exception to answer is written once, here.
+Every error the bridge raises derives from `BridgeError`. Each family names, in its
+class statement, the `kind` string of the MQTT error object (see the MQTT contract), so
+the mapping from exception to answer is written once, here.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class BridgeError(Exception):
     """Root of every error the bridge raises on purpose."""
 
     kind: ClassVar[str] = "internal"
+
+    def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if kind is not None:
+            cls.kind = kind
 
 
 class ConfigError(BridgeError):
@@ -31,40 +36,46 @@ class ConfigError(BridgeError):
         super().__init__(f"{source}: {count} problem{'s' if count != 1 else ''}: {summary}")
 
 
-class InvalidRequest(BridgeError):
+# -- the request as written ---------------------------------------------------------------
+
+
+class InvalidRequest(BridgeError, kind="invalid_request"):
     """A request cannot be served as written (bad JSON, field, URI, size...)."""
 
-    kind = "invalid_request"
+
+class DatagramTooLarge(InvalidRequest):
+    """A datagram or message does not fit in the modem's 512-byte limit."""
 
 
-class ForbiddenTarget(BridgeError):
+class ForbiddenTarget(BridgeError, kind="forbidden_target"):
     """The request targets a host that is neither a configured server nor allowed."""
 
-    kind = "forbidden_target"
+
+# -- the CoAP exchange --------------------------------------------------------------------
 
 
-class CoapTimeout(BridgeError):
+class CoapTimeout(BridgeError, kind="timeout"):
     """No CoAP answer arrived in time."""
 
-    kind = "timeout"
 
-
-class CoapReset(BridgeError):
+class CoapReset(BridgeError, kind="reset"):
     """The CoAP server answered with a Reset (RST) message."""
 
-    kind = "reset"
+
+class CoapProtocolError(BridgeError):
+    """The CoAP server broke the protocol mid-exchange (a block-wise transfer that does
+    not add up, a resource that changed between blocks...)."""
 
 
-class Cancelled(BridgeError):
+class Cancelled(BridgeError, kind="cancelled"):
     """The request was cancelled: shutdown, or an explicit cancel request."""
 
-    kind = "cancelled"
+
+# -- the modem ----------------------------------------------------------------------------
 
 
-class ModemUnavailable(BridgeError):
+class ModemUnavailable(BridgeError, kind="modem_unavailable"):
     """The modem cannot be used now: port gone, not answering, not registered, no instance."""
-
-    kind = "modem_unavailable"
 
 
 class PortLost(ModemUnavailable):
@@ -75,14 +86,16 @@ class AtTimeout(ModemUnavailable):
     """An AT command got no final result code within its timeout."""
 
 
-class ModemError(BridgeError):
+class UnexpectedReply(ModemUnavailable):
+    """The modem answered a command with information lines the driver cannot read."""
+
+
+class ModemError(BridgeError, kind="modem_error"):
     """The modem answered a command with an error result code.
 
     `code` is the numeric CME/CMS code when the modem gave one, `text` the modem's
     own words (``+CME ERROR: SIM not inserted`` gives text ``"SIM not inserted"``).
     """
-
-    kind = "modem_error"
 
     def __init__(
         self, command: str, result: str, *, code: int | None = None, text: str = ""
@@ -92,10 +105,6 @@ class ModemError(BridgeError):
         self.code = code
         self.text = text
         super().__init__(f"modem answered {command!r} with {result!r}")
-
-
-class DatagramTooLarge(InvalidRequest):
-    """A datagram or message does not fit in the modem's 512-byte limit."""
 
 
 class MalformedUrc(BridgeError):
@@ -110,12 +119,3 @@ class MalformedUrc(BridgeError):
         self.reason = reason
         shown = line if len(line) <= 80 else f"{line[:77]}..."
         super().__init__(f"malformed modem line ({reason}): {shown!r}")
-
-
-class UnexpectedReply(ModemUnavailable):
-    """The modem answered a command with information lines the driver cannot read."""
-
-
-class CoapProtocolError(BridgeError):
-    """The CoAP server broke the protocol mid-exchange (a block-wise transfer that does
-    not add up, a resource that changed between blocks...)."""
