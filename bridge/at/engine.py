@@ -1,31 +1,10 @@
 """The asyncio AT engine: one command at a time, final result codes, URC routing.
 
-Commands wait in a FIFO and go on the wire one at a time. The next one is written from
-the read callback the moment the previous one's final result code is parsed, before any
-task runs: on a slow line every task switch between an OK and the next command would be
-idle line time.
-
-Every line read from the port goes to exactly one place:
-
-* the running command: its echo (dropped), its final result code (ends it), its
-  information lines (any line that is no URC, and lines with the command's own prefix,
-  ``+FOO:`` for ``AT+FOO...``, even when that prefix is registered as a URC);
-* a URC handler, by registered prefix, at any time, even in the middle of a reply;
-* the unsolicited handlers: everything else that arrives while no command runs (boot
-  lines, a late reply to a timed-out command, garbage).
-
-After a command times out (or its caller is cancelled) its reply may still arrive, so
-before the next command the engine resyncs: it sends ``AT+CMEE?`` and passes every line
-to the unsolicited handlers until that probe's own ``+CMEE:`` line and final result have
-been seen. The modem answers commands in order, so anything older has been flushed.
-
-A command whose caller is cancelled stays on the wire until its final result (or its
-timeout): its reply is read and dropped, so it cannot be taken for the next command's.
-
-When the port fails the engine fails the running and queued commands with `PortLost`,
-tells the connection handlers, and reopens the same URL with exponential backoff until it
-works again (a USB modem re-enumerating, a pty re-created behind a stable symlink, a TCP
-server restarting).
+`await engine.command("AT+CSQ")` returns the command's information lines or raises
+`ModemError`, `AtTimeout` or `PortLost`; `submit` queues one without a task switch. Every
+line read goes to exactly one place: the running command, a URC handler (by prefix) or
+the unsolicited handlers. After a timeout or a reconnect, `RESYNC_PROBE` skips any late
+reply before the next command. The port and its reopening: `bridge.at.port.LinePort`.
 """
 
 from __future__ import annotations
@@ -33,19 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Self
 
-import serial
-
-from bridge.at.framer import DEFAULT_MAX_LINE, Line, LineFramer
+from bridge.at.framer import DEFAULT_MAX_LINE
+from bridge.at.port import LinePort
 from bridge.at.results import FinalResult, parse_final_result
-from bridge.at.transport import SerialConnection, open_serial
+from bridge.at.stats import AtStats
+from bridge.at.transport import SerialConnection
 from bridge.errors import AtTimeout, ModemError, PortLost
 
 __all__ = ["RESYNC_PROBE", "AtEngine", "AtStats", "owned_prefix"]
@@ -58,31 +34,12 @@ RESYNC_PROBE = "AT+CMEE?"
 _COMMAND_NAME = re.compile(r"AT([+^$%][A-Z0-9_]+)", re.IGNORECASE)
 
 UrcHandler = Callable[[str], None]
-ConnectionHandler = Callable[[bool], None]
 
 
 def owned_prefix(command: str) -> str | None:
     """The information-line prefix `command` answers with (``+FOO:`` for ``AT+FOO=1``)."""
     match = _COMMAND_NAME.match(command)
     return f"{match.group(1).upper()}:" if match else None
-
-
-@dataclass(slots=True)
-class AtStats:
-    """Counters for health reporting; they only ever grow."""
-
-    bytes_read: int = 0
-    bytes_written: int = 0
-    lines: int = 0
-    urcs: int = 0
-    overflows: int = 0
-    unsolicited: int = 0
-    timeouts: int = 0
-    reconnects: int = 0
-    commands: int = 0
-    echoes: int = 0
-    resyncs: int = 0
-    handler_errors: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -102,7 +59,7 @@ class _Pending:
     timer: asyncio.TimerHandle | None = None
 
 
-class AtEngine:
+class AtEngine(LinePort):
     """An AT command port: ``async with AtEngine("/dev/ttyUSB2") as at: await at.command("AT")``."""
 
     def __init__(
@@ -115,26 +72,20 @@ class AtEngine:
         reconnect_max: float = 5.0,
         max_line: int = DEFAULT_MAX_LINE,
     ) -> None:
-        self.port = url
-        self.stats = AtStats()
-        self._baudrate = baudrate
+        super().__init__(
+            url,
+            baudrate=baudrate,
+            reconnect_initial=reconnect_initial,
+            reconnect_max=reconnect_max,
+            max_line=max_line,
+        )
         self._command_timeout = command_timeout
-        self._reconnect_initial = reconnect_initial
-        self._reconnect_max = reconnect_max
-        self._max_line = max_line
-        self._framer = LineFramer(max_line)
         self._urc_handlers: list[tuple[str, UrcHandler]] = []
         self._urc_prefixes: tuple[str, ...] = ()
         self._unsolicited_handlers: list[UrcHandler] = []
-        self._connection_handlers: list[ConnectionHandler] = []
-        self._connection: SerialConnection | None = None
-        self._connected = asyncio.Event()
-        self._lost = asyncio.Event()
         self._queue: deque[_Pending] = deque()
         self._pending: _Pending | None = None
         self._needs_resync = False
-        self._closing = False
-        self._opened_at = 0.0
         self._tasks: asyncio.TaskGroup | None = None
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -147,12 +98,7 @@ class AtEngine:
         self._supervisor = self._tasks.create_task(self._reconnect_forever())
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self._closing = True
         if self._supervisor is not None:
             self._supervisor.cancel()
@@ -177,22 +123,6 @@ class AtEngine:
     def add_unsolicited_handler(self, handler: UrcHandler) -> None:
         """Send every line nobody else takes to `handler` (boot lines, late replies)."""
         self._unsolicited_handlers.append(handler)
-
-    def add_connection_handler(self, handler: ConnectionHandler) -> None:
-        """Call `handler(False)` when the port is lost and `handler(True)` once re-opened."""
-        self._connection_handlers.append(handler)
-
-    # -- state -----------------------------------------------------------------------------
-
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
-
-    async def wait_connected(self) -> None:
-        """Return once the port is open (at once when it is)."""
-        if self._closing:
-            raise PortLost(f"AT engine on {self.port} is closed")
-        await self._connected.wait()
 
     # -- commands --------------------------------------------------------------------------
 
@@ -325,23 +255,6 @@ class AtEngine:
 
     # -- incoming lines (hot path) ---------------------------------------------------------
 
-    def _on_data(self, connection: SerialConnection, data: bytes) -> None:
-        if connection is not self._connection:
-            return
-        self.stats.bytes_read += len(data)
-        dispatch = self._dispatch
-        for event in self._framer.feed(data):
-            if isinstance(event, Line):
-                dispatch(event.text)
-            else:
-                self.stats.overflows += 1
-                log.warning(
-                    "AT port %s: dropped an overlong line (%d bytes > %d)",
-                    self.port,
-                    event.dropped,
-                    self._max_line,
-                )
-
     def _dispatch(self, text: str) -> None:
         self.stats.lines += 1
         pending = self._pending
@@ -398,79 +311,11 @@ class AtEngine:
                 self.stats.handler_errors += 1
                 log.exception("unsolicited-line handler failed on %r", text[:80])
 
-    # -- port loss and reconnection --------------------------------------------------------
+    # -- the port's callbacks -------------------------------------------------------------
 
-    async def _open(self) -> None:
-        loop = asyncio.get_running_loop()
-        opening = loop.run_in_executor(None, open_serial, self.port, self._baudrate)
-        try:
-            port = await asyncio.shield(opening)
-        except asyncio.CancelledError:
-            # Closed while opening: the port still opens in its thread; close it there.
-            opening.add_done_callback(_close_opened_port)
-            raise
-        except (OSError, ValueError) as exc:  # SerialException is an OSError
-            raise PortLost(f"cannot open modem port {self.port}: {exc}") from exc
-        connection = SerialConnection(port, loop, self._on_data, self._on_port_lost)
-        # A partial line from before the loss must not be glued to the first new one.
-        self._framer = LineFramer(self._max_line)
-        self._connection = connection
-        connection.start()
-        self._opened_at = time.monotonic()
-        self._lost.clear()
-        self._connected.set()
+    def _port_lost(self, exc: PortLost) -> None:
+        self._fail_all(exc)
 
-    def _on_port_lost(self, connection: SerialConnection, exc: BaseException) -> None:
-        if connection is not self._connection or self._closing:
-            return
-        log.warning("AT port %s lost: %s", self.port, exc)
-        self._connected.clear()
-        self._fail_all(PortLost(f"modem port {self.port} was lost: {exc}"))
-        self._lost.set()
-        self._notify_connection(False)
-
-    async def _reconnect_forever(self) -> None:
-        delay = self._reconnect_initial
-        while True:
-            await self._lost.wait()
-            await self._drop_connection()
-            # A port that fails again soon after reopening (a flapping USB link) keeps
-            # backing off instead of being reopened several times a second.
-            if time.monotonic() - self._opened_at >= self._reconnect_max:
-                delay = self._reconnect_initial
-            attempts = 0
-            while True:
-                await asyncio.sleep(delay)
-                attempts += 1
-                try:
-                    await self._open()
-                except PortLost as exc:
-                    log.debug("AT port %s reopen attempt %d failed: %s", self.port, attempts, exc)
-                    delay = min(delay * 2, self._reconnect_max)
-                    continue
-                break
-            delay = min(delay * 2, self._reconnect_max)
-            # Replies to commands sent before the loss may still be in flight.
-            self._needs_resync = True
-            self.stats.reconnects += 1
-            log.info("AT port %s re-opened after %d attempt(s)", self.port, attempts)
-            self._notify_connection(True)
-
-    async def _drop_connection(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            await connection.stop()
-
-    def _notify_connection(self, up: bool) -> None:
-        for handler in self._connection_handlers:
-            try:
-                handler(up)
-            except Exception:
-                self.stats.handler_errors += 1
-                log.exception("connection handler failed on %s", up)
-
-
-def _close_opened_port(opening: asyncio.Future[serial.SerialBase]) -> None:
-    if not opening.cancelled() and opening.exception() is None:
-        # Off the loop: closing a socket:// port sleeps (pyserial gives the server time).
-        threading.Thread(target=opening.result().close, name="at-close", daemon=True).start()
+    def _port_reopened(self) -> None:
+        # Replies to commands sent before the loss may still be in flight.
+        self._needs_resync = True

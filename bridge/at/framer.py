@@ -1,13 +1,8 @@
-"""Sans-IO line framer for an AT command port: bytes in, line events out.
+"""Sans-IO line framer for an AT command port: bytes in, `Line`/`Overflow` events out.
 
-The modem frames replies as ``\\r\\n<line>\\r\\n``, but a port that has just been plugged in,
-a modem that is booting or a noisy line can deliver lone CRs, lone LFs, stray bytes and
-lines of any length. The framer therefore treats CR and LF alike as line ends, skips empty
-lines, and bounds its buffer: a line longer than ``max_line`` bytes is discarded as it
-streams past and reported once as an `Overflow` when its end arrives.
-
-This is the hot path (thousands of ``+GTCOAPDATA`` lines per second), so all scanning is
-done by ``bytes.replace``/``split``/``find`` in C; Python only touches whole lines.
+CR and LF alike end a line and empty lines are skipped; a line longer than `max_line`
+bytes is discarded as it streams past and reported once as an `Overflow`. Hot path:
+the scanning is done by bytes methods in C.
 """
 
 from __future__ import annotations

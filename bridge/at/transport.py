@@ -1,19 +1,9 @@
 """Serial I/O that never blocks the asyncio event loop.
 
-pyserial's ``serial_for_url`` gives one object for device paths, ptys, ``socket://`` and
-``rfc2217://``, but only blocking calls (its non-blocking write spins on EAGAIN).
-
-Where the port has a file descriptor (device, pty, socket) the event loop watches it
-directly: the descriptor is made non-blocking, readable data is read with one
-``os.read`` in the loop's reader callback, and writes go out with ``os.write`` at once,
-the rest (a full buffer) when the loop reports the descriptor writable. This is the hot
-path of every AT command and ``+GTCOAPDATA`` line, and costs no thread hand-off, no
-wake-up pipe and no extra ``select`` per chunk.
-
-Ports without a descriptor (rfc2217) get two daemon threads instead: a reader polling
-with a short timeout and handing chunks to the loop, and a writer draining a queue.
-Chunks are coalesced: while the loop has not yet taken the previous ones, new chunks are
-appended to the same batch, so a burst costs one loop wake-up, not one per read.
+`open_serial` opens any pyserial URL (device, pty, ``socket://``, ``rfc2217://``);
+`SerialConnection` reads and writes it through the loop's callbacks on the port's
+descriptor (the hot path: no thread hand-off), or through a reader and a writer thread
+for a port without one (rfc2217), a burst of chunks costing one loop wake-up.
 """
 
 from __future__ import annotations
