@@ -1,12 +1,8 @@
 """The L610 bring-up sequence: from "a port that may hold a modem" to "ready for CoAP".
 
-Steps, each one AT command unless said otherwise: ping (`AT`, retried: a modem that has
-just rebooted ignores the first ones), `ATE0` (echo is back on after a reset),
-`AT+CMEE=2` (errors in words, so messages can quote the modem), identity
-(`AT+CGMM`/`AT+CGMR`/`AT+CGSN`), SIM (`AT+CPIN?` must say READY), signal (`AT+CSQ`),
-registration (`AT+CEREG?`, then `AT+CGREG?` for 2G/3G, polled until stat 1 or 5), PDP
-context (`AT+MIPCALL?`, activated with `AT+MIPCALL=1[,"<apn>"]` when inactive; the
-address arrives after the OK as a `+MIPCALL: <ip>` URC).
+`BringUp.run()` pings, turns echo off and verbose errors on, reads the identity, checks
+SIM, signal and registration, activates the PDP context if needed, and returns the
+`ModemIdentity`, or raises `ModemUnavailable` saying what to check.
 """
 
 from __future__ import annotations

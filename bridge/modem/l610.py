@@ -1,17 +1,11 @@
-"""The Fibocom L610 driver: bring-up, GTCOAP client instances, datagrams, reset recovery.
+"""The Fibocom L610 driver: GTCOAP client instances and datagrams, ready or not.
 
-`async with L610(at) as modem:` runs bring-up (see `bridge.modem.bringup`) and starts a
-supervisor task. The supervisor treats a modem reset as a normal state: boot lines
-(`RDY`, `+CPIN: ...`, `+CFUN: 1`) arriving unsolicited, the port vanishing, commands
-echoed again (echo is back on after a reset, so any echo counted by the engine since
-`ATE0` means one), the modem forgetting `AT+CMEE=2` (seen by a periodic probe) or no
-longer answering all mean every client instance is gone. The driver then bumps
-`generation`, tells the reset listeners once, and runs bring-up again with backoff until
-it succeeds; meanwhile `ready` is false and every operation raises `ModemUnavailable` at
-once.
-
-The modem does no CoAP: `send` hands it one datagram, `+GTCOAPDATA` URCs hand back
-whatever arrives, validated, to the datagram handler with their coap_id.
+`async with L610(at) as modem:` runs bring-up, then `open`/`send`/`close` work on the
+modem's CoAP client instances and `+GTCOAPDATA` URCs reach the datagram handler with
+their coap_id. A modem reset (boot lines, port loss, echo back on, lost settings, no
+answer) bumps `generation` and tells the reset listeners once; until the supervisor
+(`bridge.modem.supervisor`) has brought it up again every operation raises
+`ModemUnavailable` at once.
 """
 
 from __future__ import annotations
@@ -20,35 +14,25 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from types import TracebackType
 
 from bridge.at.engine import AtEngine
-from bridge.errors import (
-    AtTimeout,
-    BridgeError,
-    MalformedUrc,
-    ModemUnavailable,
-    PortLost,
-    UnexpectedReply,
-)
+from bridge.errors import AtTimeout, MalformedUrc, ModemUnavailable, UnexpectedReply
 from bridge.modem.bringup import BringUp
 from bridge.modem.codec import (
     COAP_CLOSE_PREFIX,
     COAP_DATA_PREFIX,
     MIPCALL_PREFIX,
-    REGISTERED_STATES,
     Datagram,
     format_close,
     format_open,
     format_send,
     parse_coap_data,
-    parse_csq,
     parse_free_ids,
     parse_mipcall,
     parse_open,
-    parse_registration,
 )
 from bridge.modem.health import ModemHealth, ModemIdentity
+from bridge.modem.supervisor import ModemSupervisor
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +42,6 @@ ResetListener = Callable[[], None]
 # Lines a booting L610 prints on its own; any of them outside a reply means it restarted.
 _BOOT_LINES = frozenset({"RDY", "+CFUN: 1"})
 _BOOT_PREFIXES = ("+CPIN:", "+CFUN:")
-# Consecutive probe timeouts after which a silent modem is treated as reset.
-_PROBE_TIMEOUTS_BEFORE_RESET = 3
 
 
 class L610:
@@ -80,10 +62,6 @@ class L610:
     ) -> None:
         self._at = at
         self._command_timeout = command_timeout
-        self._probe_interval = probe_interval
-        self._retry_initial = retry_initial
-        self._retry_max = retry_max
-        self._boot_settle = boot_settle
         self._bring_up = BringUp(
             at,
             apn=apn,
@@ -91,11 +69,18 @@ class L610:
             registration_timeout=registration_timeout,
             pdp_timeout=pdp_timeout,
         )
+        self._supervisor = ModemSupervisor(
+            self,
+            at,
+            self._bring_up,
+            probe_interval=probe_interval,
+            retry_initial=retry_initial,
+            retry_max=retry_max,
+            boot_settle=boot_settle,
+        )
         self._identity = ModemIdentity("", "", "", None, registered=False, ip=None)
         self._ready = False
         self._ready_event = asyncio.Event()
-        # Set when something suggests the modem restarted; the supervisor reacts.
-        self._trouble = asyncio.Event()
         # True while no instance can exist (before bring-up completes): a reset then
         # costs nothing and does not start a new generation.
         self._lost = True
@@ -105,14 +90,12 @@ class L610:
         self._resets = 0
         self._malformed_urcs = 0
         self._datagrams_in = 0
-        self._last_boot_line = 0.0
-        self._probe_timeouts = 0
         self._echoes_at_ready = 0
         self._datagram_handler: DatagramHandler | None = None
         self._reset_listeners: list[ResetListener] = []
         self._close_lock = asyncio.Lock()
         self._close_waiter: asyncio.Future[str] | None = None
-        self._supervisor: asyncio.Task[None] | None = None
+        self._supervision: asyncio.Task[None] | None = None
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -127,27 +110,24 @@ class L610:
         at.add_connection_handler(self._on_connection)
         self._state = "bring-up"
         try:
-            await self._bring_up_once()
+            await self._supervisor.bring_up()
         except BaseException:
             self._closed = True
             raise
-        self._supervisor = asyncio.create_task(self._supervise(), name=f"l610-supervisor {at.port}")
+        self._supervision = asyncio.create_task(
+            self._supervisor.run(), name=f"l610-supervisor {at.port}"
+        )
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         # The engine keeps our handlers (it has no removal); `_closed` turns them off.
         self._closed = True
         self._set_not_ready("closed")
         self._fail_close_waiter("the driver was closed")
-        if self._supervisor is not None:
-            self._supervisor.cancel()
+        if self._supervision is not None:
+            self._supervision.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+                await self._supervision
 
     # -- state ------------------------------------------------------------------------
 
@@ -204,7 +184,7 @@ class L610:
         """Create a client instance bound to (host, port); returns its coap_id."""
         command = format_open(host, port)
         generation = self._require_ready(f"open an instance to {host}:{port}")
-        coap_id = parse_open(await self._command(command))
+        coap_id = parse_open(await self.command(command))
         if generation != self._generation:
             raise ModemUnavailable(
                 f"modem on {self.port} was reset while opening an instance to {host}:{port}"
@@ -236,7 +216,7 @@ class L610:
             waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
             self._close_waiter = waiter
             try:
-                lines = await self._command(format_close(coap_id))
+                lines = await self.command(format_close(coap_id))
                 early = [line for line in lines if line.startswith(COAP_CLOSE_PREFIX)]
                 confirmation = early[0] if early else await self._wait_close(coap_id, waiter)
             finally:
@@ -250,9 +230,10 @@ class L610:
     async def free_instance_ids(self) -> list[int]:
         """Ids the modem can still open (`AT+GTCOAPOPEN?`); [] when none is free."""
         self._require_ready("list free instances")
-        return parse_free_ids(await self._command("AT+GTCOAPOPEN?"))
+        return parse_free_ids(await self.command("AT+GTCOAPOPEN?"))
 
-    async def _command(self, command: str) -> list[str]:
+    async def command(self, command: str) -> list[str]:
+        """Run one AT command with the driver's timeout (the supervisor's probes use it)."""
         try:
             return await self._at.command(command, timeout=self._command_timeout)
         finally:
@@ -262,7 +243,7 @@ class L610:
         # ATE0 is part of bring-up: an echo seen since means the modem restarted
         # without a boot line reaching us (two attribute reads, fine on the hot path).
         if self._at.stats.echoes != self._echoes_at_ready and self._ready:
-            self._declare_lost("modem echoes commands again (echo is back on): it restarted")
+            self.declare_lost("modem echoes commands again (echo is back on): it restarted")
 
     async def _wait_close(self, coap_id: int, waiter: asyncio.Future[str]) -> str:
         try:
@@ -323,14 +304,14 @@ class L610:
             return
         if not state.active and self._ready:
             # Instances ride on the PDP context: when the network drops it they are gone.
-            self._declare_lost("the network released the PDP context (+MIPCALL: 0)")
+            self.declare_lost("the network released the PDP context (+MIPCALL: 0)")
 
     def _on_boot_line(self, line: str) -> None:
         if self._closed:
             return
         logger.warning("modem on %s printed boot line %r: it restarted", self.port, line)
-        self._last_boot_line = asyncio.get_running_loop().time()
-        self._declare_lost(f"modem restarted ({line!r}); bring-up pending")
+        self._supervisor.boot_line_seen()
+        self.declare_lost(f"modem restarted ({line!r}); bring-up pending")
 
     def _on_unsolicited(self, line: str) -> None:
         if line.strip() in _BOOT_LINES:
@@ -343,11 +324,14 @@ class L610:
             return
         if connected:
             logger.info("port %s is back; running bring-up", self.port)
-            self._trouble.set()
+            self._supervisor.trouble.set()
         else:
-            self._declare_lost("port lost; waiting for it to come back")
+            self.declare_lost("port lost; waiting for it to come back")
 
-    # -- reset handling ---------------------------------------------------------------
+    # -- state changes (also made by the supervisor) ------------------------------------
+
+    def set_state(self, state: str) -> None:
+        self._state = state
 
     def _set_not_ready(self, state: str) -> None:
         self._ready = False
@@ -359,9 +343,10 @@ class L610:
         if waiter is not None and not waiter.done():
             waiter.set_exception(ModemUnavailable(f"modem on {self.port}: {reason}"))
 
-    def _declare_lost(self, reason: str) -> None:
+    def declare_lost(self, reason: str) -> None:
+        """Something says the modem restarted: every instance is gone, bring-up is due."""
         self._set_not_ready(reason)
-        self._trouble.set()
+        self._supervisor.trouble.set()
         self._fail_close_waiter(reason)
         if self._lost:
             return
@@ -380,20 +365,10 @@ class L610:
             except Exception:
                 logger.exception("reset listener failed on %s", self.port)
 
-    async def _bring_up_once(self) -> None:
-        """Run bring-up until one pass completes with no boot line or port change during it."""
-        while True:
-            self._trouble.clear()
-            identity = await self._bring_up.run()
-            if not self._trouble.is_set():
-                break
-            # The modem restarted under us (or printed the rest of its boot lines):
-            # what the pass set may be gone, so it runs again.
-            await self._settle()
+    def became_ready(self, identity: ModemIdentity) -> None:
         self._identity = identity
         self._lost = False
         self._ready = True
-        self._probe_timeouts = 0
         self._echoes_at_ready = self._at.stats.echoes
         self._state = "ready"
         self._ready_event.set()
@@ -407,92 +382,13 @@ class L610:
             identity.ip,
         )
 
-    async def _settle(self) -> None:
-        """Let a booting modem finish its boot lines before talking to it."""
-        loop = asyncio.get_running_loop()
-        while True:
-            quiet = loop.time() - self._last_boot_line
-            if quiet >= self._boot_settle:
-                return
-            await asyncio.sleep(self._boot_settle - quiet)
-
-    async def _supervise(self) -> None:
-        while True:
-            try:
-                async with asyncio.timeout(self._probe_interval):
-                    await self._trouble.wait()
-            except TimeoutError:
-                if self._ready:
-                    await self._probe()
-                continue
-            await self._recover()
-
-    async def _probe(self) -> None:
-        try:
-            await self._check_health()
-        except Exception:
-            # The probe is advisory: a bug in it must not end reset supervision.
-            logger.exception("health probe crashed on %s", self.port)
-
-    async def _recover(self) -> None:
-        delay = self._retry_initial
-        while True:
-            if not self._at.connected:
-                self._state = "port lost; waiting for it to come back"
-                await self._at.wait_connected()
-            await self._settle()
-            self._state = "bring-up after a modem reset"
-            try:
-                await self._bring_up_once()
-                return
-            except BridgeError as exc:
-                failure = str(exc)
-            except Exception as exc:
-                # Keep the supervisor alive whatever a bug raises; the log says what.
-                logger.exception("bring-up crashed on %s", self.port)
-                failure = repr(exc)
-            self._state = f"bring-up failed ({failure}); retrying in {delay:g} s"
-            logger.warning("modem on %s: %s", self.port, self._state)
-            # A port coming back or new boot lines cut the wait short.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._trouble.wait()
-            delay = min(delay * 2, self._retry_max)
-
-    async def _check_health(self) -> None:
-        """Refresh signal and registration, and check the modem kept bring-up's settings.
-
-        A reset with no boot line seen (lost in a reply, or a port that never dropped)
-        shows as CMEE back at its default; a hung modem as repeated timeouts.
-        """
-        try:
-            cmee = await self._command("AT+CMEE?")
-            rssi_dbm = parse_csq(await self._command("AT+CSQ"))
-            stat = parse_registration(await self._command("AT+CEREG?"), "+CEREG:")
-        except AtTimeout:
-            self._probe_timeouts += 1
-            if self._probe_timeouts >= _PROBE_TIMEOUTS_BEFORE_RESET:
-                self._declare_lost(
-                    f"modem stopped answering ({self._probe_timeouts} probes timed out)"
-                )
-            return
-        except PortLost:
-            return  # The connection handler reports it.
-        except BridgeError as exc:
-            logger.warning("health probe failed on %s: %s", self.port, exc)
-            return
-        self._probe_timeouts = 0
-        if not any(line.replace(" ", "") == "+CMEE:2" for line in cmee):
-            self._declare_lost(
-                f"modem lost its settings (AT+CMEE? answered {cmee!r}): it restarted"
-            )
-            return
+    def signal_checked(self, rssi_dbm: int | None, *, registered: bool) -> None:
         identity = self._identity
         self._identity = ModemIdentity(
             identity.model,
             identity.firmware,
             identity.imei,
             rssi_dbm,
-            registered=stat in REGISTERED_STATES,
+            registered=registered,
             ip=identity.ip,
         )
