@@ -3,10 +3,8 @@
     async with ModemCoap(modem, CoapTransportSettings()) as coap:
         response = await coap.request(Message(code=GET, uri="coap://host:5683/x"), timeout=30)
 
-aiocoap does the CoAP work (tokens, message ids, retransmission, block-wise transfer,
-observe); `bridge.coap.transport` carries its datagrams over the modem. This module
-wires the two together the way aiocoap wires its own UDP transport, and turns
-aiocoap's outcomes into the bridge's errors.
+aiocoap does the CoAP work and `bridge.coap.transport` carries its datagrams; this module
+wires the two together and turns aiocoap's outcomes into the bridge's errors.
 """
 
 from __future__ import annotations
@@ -17,8 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from types import TracebackType
+from dataclasses import dataclass, replace
 from typing import Any, Self
 
 from aiocoap import error as coap_error
@@ -31,6 +28,7 @@ from bridge.coap.limits import check_request_fits
 from bridge.coap.messages import PipeliningMessageManager
 from bridge.coap.modem_port import CoapModem
 from bridge.coap.remote import ModemRemote, remote_of
+from bridge.coap.stats import CoapStats
 from bridge.coap.transport import ModemMessageInterface, TransportFailure
 from bridge.errors import (
     BridgeError,
@@ -87,32 +85,6 @@ class CoapTransportSettings:
         return tuning
 
 
-@dataclass(frozen=True)
-class CoapStats:
-    instances_open: int
-    in_flight: int
-    observations: int
-    requests: int
-    datagrams_out: int
-    datagrams_in: int
-    max_datagram_out: int
-    send_failures: int
-    undecodable_in: int
-    unknown_instance_in: int
-    instances_opened: int
-    instances_closed_idle: int
-    instances_closed_lru: int
-    instances_lost_in_resets: int
-
-    def as_dict(self) -> dict[str, int]:
-        """The health object's `coap` member (see the MQTT contract)."""
-        return {
-            "instances_open": self.instances_open,
-            "in_flight": self.in_flight,
-            "observations": self.observations,
-        }
-
-
 class ModemCoap:
     """CoAP client over the modem; an async context manager (see the module docstring)."""
 
@@ -155,12 +127,7 @@ class ModemCoap:
         self._stack, self._context, self._transport, self._mman = stack, context, transport, mman
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         assert self._stack is not None
         assert self._transport is not None
         self._closing = True
@@ -230,23 +197,14 @@ class ModemCoap:
         self._mman.on_unmatched_response = handler
 
     def stats(self) -> CoapStats:
+        """A copy of the counters, with the gauges as they are now."""
         transport = self._require_transport()
-        pool = transport.pool
-        return CoapStats(
-            instances_open=pool.open_count,
+        return replace(
+            transport.stats,
+            instances_open=transport.pool.open_count,
             in_flight=self._requests_in_flight,
             observations=len(self._observations),
             requests=self._requests,
-            datagrams_out=transport.stats.datagrams_out,
-            datagrams_in=transport.stats.datagrams_in,
-            max_datagram_out=transport.stats.max_datagram_out,
-            send_failures=transport.stats.send_failures,
-            undecodable_in=transport.stats.undecodable_in,
-            unknown_instance_in=transport.stats.unknown_instance_in,
-            instances_opened=pool.stats.opened,
-            instances_closed_idle=pool.stats.closed_idle,
-            instances_closed_lru=pool.stats.closed_lru,
-            instances_lost_in_resets=pool.stats.lost_in_resets,
         )
 
     # -- internals shared with Observation ------------------------------------------------

@@ -1,19 +1,9 @@
-"""aiocoap's RFC 7252 message layer, opened up for pipelining over one modem instance.
+"""aiocoap's RFC 7252 message layer with NSTART > 1, for pipelining over one instance.
 
-aiocoap's `MessageManager` enforces NSTART = 1: a second CON to the same remote waits
-in a backlog until the first is acknowledged. Over the modem that would serialise
-every exchange with a server behind one round trip, so this subclass lets up to
-`nstart` CON exchanges run at once per remote (RFC 7252 §4.7 allows a higher NSTART
-when the application knows the path can take it) and keeps the backlog beyond that.
-
-It also narrows two behaviours to a single exchange instead of the whole remote, both
-of which only made sense with NSTART = 1: giving up after MAX_RETRANSMIT fails that
-one request (not every request to the server), and a requester losing interest stops
-that exchange's retransmissions (aiocoap's TokenManager calls the canceller
-`send_message` returns).
-
-This reaches into aiocoap 0.4.17 internals (`_active_exchanges`, `_backlogs`,
-`_retransmit`); pyproject pins the release line for that reason.
+Up to `nstart` CON exchanges run at once per remote (the rest wait in aiocoap's
+backlog); giving up after MAX_RETRANSMIT, and a requester losing interest, end that one
+exchange, not every one with the remote. Reaches into aiocoap 0.4.17 internals
+(`_active_exchanges`, `_backlogs`, `_retransmit`): pyproject pins that release line.
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
 """The modem's CoAP client instances, shared out per remote.
 
-An instance is bound to one (host, port) for its whole life, and the modem has only a
-few. The pool opens one on first use, reuses it for every exchange with that remote,
-closes the least recently used idle one when another remote needs room, closes
-instances idle for `idle_close` seconds, and forgets them all when the modem resets
-(their coap_ids died with it; the next exchange opens afresh).
-
-"Idle" is decided by the transport (`is_busy`): no exchange or observation outstanding
-and nothing queued for the remote.
+One instance per (host, port), opened on first use and reused; the least recently used
+idle one is closed when another remote needs room, idle ones after `idle_close` seconds,
+and all are forgotten when the modem resets. "Idle" is the transport's `is_busy`.
 """
 
 from __future__ import annotations
@@ -22,6 +17,7 @@ from dataclasses import dataclass, field
 
 from bridge.coap.modem_port import CoapModem
 from bridge.coap.remote import ModemRemote
+from bridge.coap.stats import CoapStats
 from bridge.errors import BridgeError
 
 logger = logging.getLogger(__name__)
@@ -39,15 +35,6 @@ class Instance:
     last_used: float = field(default_factory=time.monotonic)
 
 
-@dataclass
-class PoolStats:
-    opened: int = 0
-    closed_idle: int = 0
-    closed_lru: int = 0
-    lost_in_resets: int = 0
-    open_failures: int = 0
-
-
 class InstancePool:
     def __init__(
         self,
@@ -56,6 +43,7 @@ class InstancePool:
         max_instances: int,
         idle_close: float,
         is_busy: Callable[[ModemRemote], bool],
+        stats: CoapStats,
     ) -> None:
         self._modem = modem
         self._max_instances = max_instances
@@ -68,7 +56,7 @@ class InstancePool:
         self._capacity_lock = asyncio.Lock()
         self._changed = asyncio.Event()
         self._waiting: Counter[ModemRemote] = Counter()
-        self.stats = PoolStats()
+        self._stats = stats
 
     @property
     def open_count(self) -> int:
@@ -152,7 +140,7 @@ class InstancePool:
         lost = [i for i in self._instances.values() if i.generation != generation]
         for instance in lost:
             self._forget(instance)
-        self.stats.lost_in_resets += len(lost)
+        self._stats.instances_lost_in_resets += len(lost)
         if lost:
             logger.warning(
                 "modem reset: %d coap instance(s) lost (%s); they reopen on next use",
@@ -169,7 +157,7 @@ class InstancePool:
                     if self._instances.get(instance.remote) is instance and not self._is_busy(
                         instance.remote
                     ):
-                        self.stats.closed_idle += 1
+                        self._stats.instances_closed_idle += 1
                         await self._close(instance, "idle")
 
     async def run_idle_closer(self) -> None:
@@ -190,7 +178,7 @@ class InstancePool:
             return True
         for instance in list(self._instances.values()):
             if not self._is_busy(instance.remote):
-                self.stats.closed_lru += 1
+                self._stats.instances_closed_lru += 1
                 await self._close(instance, "least recently used, room needed")
                 return bool(await self._modem.free_instance_ids())
         return False
@@ -200,7 +188,7 @@ class InstancePool:
         try:
             coap_id = await self._modem.open(remote.host, remote.port)
         except BridgeError:
-            self.stats.open_failures += 1
+            self._stats.instances_open_failures += 1
             raise
         if generation != self._modem.generation:
             # Opened across a reset: the id may belong to either side of it. Try to free
@@ -211,7 +199,7 @@ class InstancePool:
         instance = Instance(remote, coap_id, generation)
         self._instances[remote] = instance
         self._by_id[coap_id] = instance
-        self.stats.opened += 1
+        self._stats.instances_opened += 1
         logger.info("coap_id=%d open for %s (%d open)", coap_id, remote.label, len(self._instances))
         return instance
 

@@ -1,14 +1,9 @@
 """The aiocoap MessageInterface that carries CoAP datagrams through the modem.
 
-Wired into an aiocoap Context exactly like aiocoap's own UDP transports (see
-`bridge.coap.client`): aiocoap's TokenManager and message manager above, this below.
-`send` is synchronous in aiocoap's interface, so each datagram goes into a FIFO per
-remote and a short-lived worker per remote issues AT+GTCOAPSEND for it, opening the
-remote's instance first if needed. Exchanges are never serialised here: the worker
-keeps the next datagram queued in the AT engine behind the one on the wire (so the
-engine writes it the moment the previous OK is read) and never waits for an answer;
-answers come back as +GTCOAPDATA, which `datagram_received` decodes and feeds to the
-message manager.
+It sits where aiocoap's UDP transports sit, below the TokenManager and message manager.
+`send` queues each datagram per remote; a short-lived worker per remote hands them to
+the modem (opening the remote's instance first) and keeps the next one queued in the AT
+engine, never waiting for answers; `datagram_received` feeds +GTCOAPDATA back up.
 """
 
 from __future__ import annotations
@@ -33,6 +28,7 @@ from bridge.coap.messages import PipeliningMessageManager
 from bridge.coap.modem_port import CoapModem
 from bridge.coap.pool import InstancePool
 from bridge.coap.remote import ModemRemote, remote_of
+from bridge.coap.stats import CoapStats
 from bridge.errors import (
     BridgeError,
     DatagramTooLarge,
@@ -109,16 +105,6 @@ class _SendQueue(deque[_Outgoing]):
         self._messages.clear()
 
 
-@dataclass
-class TransportStats:
-    datagrams_out: int = 0
-    datagrams_in: int = 0
-    max_datagram_out: int = 0
-    send_failures: int = 0
-    undecodable_in: int = 0
-    unknown_instance_in: int = 0
-
-
 class ModemMessageInterface(interfaces.MessageInterface):
     def __init__(
         self,
@@ -141,10 +127,14 @@ class ModemMessageInterface(interfaces.MessageInterface):
         # it turns a CoAP timeout into the modem error that really caused it.
         self._send_failures: dict[ModemRemote, tuple[float, BridgeError]] = {}
         self._closed = False
+        self.stats = CoapStats()
         self.pool = InstancePool(
-            modem, max_instances=max_instances, idle_close=idle_close, is_busy=self.is_busy
+            modem,
+            max_instances=max_instances,
+            idle_close=idle_close,
+            is_busy=self.is_busy,
+            stats=self.stats,
         )
-        self.stats = TransportStats()
 
     # -- aiocoap MessageInterface ---------------------------------------------------------
 
