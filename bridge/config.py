@@ -38,7 +38,7 @@ from pydantic import (
 )
 
 from bridge.errors import ConfigError
-from bridge.topics import topic_problem
+from bridge.mqtt.topics import topic_problem
 
 MAX_CONFIG_BYTES = 1 << 20
 # Walking the YAML node tree expands aliases; a budget stops alias bombs and cycles.

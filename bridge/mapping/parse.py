@@ -25,7 +25,7 @@ from bridge.mapping.codecs import (
 from bridge.mapping.options import parse_options
 from bridge.mapping.request import METHODS, CancelRequest, ParsedRequest
 from bridge.mapping.uri import CONTROL_CHARS, parse_uri
-from bridge.topics import is_under_response_prefix, response_prefix
+from bridge.mqtt.topics import is_under_response_prefix, response_prefix
 
 MAX_ID_LENGTH: Final = 64
 _METHODS_BY_UPPER: Final = {method.upper(): method for method in METHODS}

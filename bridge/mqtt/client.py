@@ -58,7 +58,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from bridge.errors import BridgeError
 from bridge.mqtt.settings import MqttClientSettings, MqttProtocol
-from bridge.topics import status_topic, topic_problem
+from bridge.mqtt.topics import status_topic, topic_problem
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ A service on top of it::
 
 Routing: MQTT 5 Response Topic (+ Correlation Data echoed), else the body's
 `response_topic`, else `<base>/response/<id>`; no usable id: `<base>/response/invalid`
-(`bridge.topics.answer_topic`). Answers are JSON, QoS 1, not retained.
+(`bridge.mqtt.topics.answer_topic`). Answers are JSON, QoS 1, not retained.
 
 Acknowledgement: a request's PUBLISH is acked after the PUBACK for its first answer
 (response or error) came back — end-to-end at-least-once. If that answer was dropped
@@ -97,7 +97,7 @@ from bridge.mqtt.client import (
 )
 from bridge.mqtt.dedupe import AnswerCache
 from bridge.mqtt.settings import FrontSettings, MqttProtocol
-from bridge.topics import (
+from bridge.mqtt.topics import (
     answer_topic,
     health_topic,
     request_topic,

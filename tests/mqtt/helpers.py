@@ -29,7 +29,7 @@ from bridge.mqtt import (
     RequestFront,
     TlsSettings,
 )
-from bridge.topics import is_under_response_prefix
+from bridge.mqtt.topics import is_under_response_prefix
 from tests.fixtures.mosquitto import MosquittoBroker, TlsFiles
 
 BASE = "cb/gw1"

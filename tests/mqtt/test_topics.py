@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.topics import (
+from bridge.mqtt.topics import (
     answer_topic,
     health_topic,
     is_under_response_prefix,
