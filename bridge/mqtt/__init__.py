@@ -4,15 +4,9 @@ See `bridge.mqtt.client` (session, acks, reconnect, queue) and `bridge.mqtt.fron
 (routing, dedupe, back-pressure, the `RequestHandler` interface).
 """
 
-from bridge.mqtt.client import (
-    ClientClosed,
-    IncomingMessage,
-    MqttClient,
-    MqttClientError,
-    PublishDropped,
-    PublishRejected,
-)
+from bridge.mqtt.client import IncomingMessage, MqttClient
 from bridge.mqtt.front import Envelope, FrontCounters, RequestFront, RequestHandler, Routing
+from bridge.mqtt.outbox import ClientClosed, MqttClientError, PublishDropped, PublishRejected
 from bridge.mqtt.settings import FrontSettings, MqttClientSettings, MqttProtocol, TlsSettings
 
 __all__ = [

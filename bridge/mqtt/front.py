@@ -89,13 +89,9 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from bridge.errors import BridgeError, Cancelled, InvalidRequest
-from bridge.mqtt.client import (
-    IncomingMessage,
-    MqttClient,
-    MqttClientError,
-    PublishRejected,
-)
+from bridge.mqtt.client import IncomingMessage, MqttClient
 from bridge.mqtt.dedupe import AnswerCache
+from bridge.mqtt.outbox import MqttClientError, PublishRejected
 from bridge.mqtt.settings import FrontSettings, MqttProtocol
 from bridge.mqtt.topics import (
     answer_topic,
