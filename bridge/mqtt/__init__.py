@@ -1,11 +1,14 @@
-"""The MQTT side of the bridge: a paho-mqtt client on asyncio and the request front.
+"""The MQTT side of the bridge: the broker session and the request front.
 
-See `bridge.mqtt.client` (session, acks, reconnect, queue) and `bridge.mqtt.front`
-(routing, dedupe, back-pressure, the `RequestHandler` interface).
+`bridge.mqtt.client` is the session (acks, subscriptions, reconnect), `outbox` the
+publish queue, `plumbing` the socket on the loop; `front` takes requests to a
+`RequestHandler`, `answers` routes and publishes their answers, `health` the health
+message, `topics` the topic names of the contract.
 """
 
+from bridge.mqtt.answers import FrontCounters, Routing
 from bridge.mqtt.client import IncomingMessage, MqttClient
-from bridge.mqtt.front import Envelope, FrontCounters, RequestFront, RequestHandler, Routing
+from bridge.mqtt.front import Envelope, RequestFront, RequestHandler
 from bridge.mqtt.outbox import ClientClosed, MqttClientError, PublishDropped, PublishRejected
 from bridge.mqtt.settings import FrontSettings, MqttClientSettings, MqttProtocol, TlsSettings
 

@@ -1,0 +1,151 @@
+"""Where a request's answers go and how they are published and counted.
+
+`Answers.route()` applies the contract's routing (`topics.answer_topic`: MQTT 5
+Response Topic with its Correlation Data echoed, else the body's `response_topic`, else
+`<base>/response/<id>`; no usable id: `<base>/response/invalid`). Answers are JSON, QoS
+1, not retained. `deliver()` acks the request once its answer's PUBACK came back, or when
+the broker rejected it (a redelivery would be rejected the same way); not when it was
+dropped or the link went first, so the broker redelivers the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bridge.errors import BridgeError
+from bridge.mqtt.client import IncomingMessage, MqttClient
+from bridge.mqtt.outbox import MqttClientError, PublishRejected, consume_result
+from bridge.mqtt.topics import answer_topic, topic_problem
+
+log = logging.getLogger(__name__)
+
+Answer = Mapping[str, Any]
+ErrorAnswer = Callable[[str | None, BaseException], Answer]
+JSON_CONTENT_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class Routing:
+    topic: str
+    correlation_data: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """The first answer of a request, kept for duplicates and the dedupe cache.
+
+    Kept as the JSON bytes that were published: the cache holds every answer of the
+    dedupe window (thousands at full rate), and bytes are several times smaller than
+    the dict they came from (and need no second encoding for a redelivery).
+    """
+
+    payload: bytes
+    error_kind: str | None
+
+
+@dataclass
+class FrontCounters:
+    """The request counts published in `<base>/health` under `counters`."""
+
+    requests: int = 0
+    responses: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    dropped_queued: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def error_kind(exc: BaseException) -> str:
+    return exc.kind if isinstance(exc, BridgeError) else "internal"
+
+
+class Answers:
+    """Publishes answers through `client`; `error` builds the contract's error object."""
+
+    def __init__(self, client: MqttClient, base_topic: str, error: ErrorAnswer) -> None:
+        self._client = client
+        self._base = base_topic
+        self._error = error
+        self.counters = FrontCounters()
+
+    def route(
+        self, message: IncomingMessage, request_id: str | None, body_topic: str | None
+    ) -> Routing:
+        topic = answer_topic(
+            self._base,
+            request_id,
+            body_response_topic=body_topic,
+            mqtt5_response_topic=message.response_topic,
+        )
+        if topic_problem(topic) is not None:
+            # An id with a wildcard or NUL cannot name a topic: not a usable id.
+            topic = answer_topic(self._base, None)
+        return Routing(topic, message.correlation_data)
+
+    def encode(self, request_id: str | None, answer: Answer) -> bytes:
+        try:
+            return json.dumps(answer).encode()
+        except (TypeError, ValueError) as exc:
+            log.error("request %s: answer is not JSON-serializable (%s)", request_id, exc)
+            return json.dumps(self._error(request_id, BridgeError(str(exc)))).encode()
+
+    def error(self, request_id: str | None, exc: BaseException) -> Delivered:
+        """The encoded error answer for `exc`."""
+        return Delivered(self.encode(request_id, self._error(request_id, exc)), error_kind(exc))
+
+    def send(self, routing: Routing, payload: bytes, kind: str | None) -> asyncio.Future[None]:
+        """Count and publish one answer (`kind`: its error kind, None for a response);
+        the future completes on the broker's PUBACK."""
+        counters = self.counters
+        if kind is None:
+            counters.responses += 1
+        else:
+            counters.errors += 1
+            if kind == "timeout":
+                counters.timeouts += 1
+        try:
+            return self._client.publish(
+                routing.topic,
+                payload,
+                qos=1,
+                correlation_data=routing.correlation_data,
+                content_type=JSON_CONTENT_TYPE,
+            )
+        except ValueError as exc:  # not a valid topic name: it can never be published
+            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            failed.set_exception(PublishRejected(str(exc)))
+            failed.add_done_callback(consume_result)
+            return failed
+
+    async def publish(self, routing: Routing, request_id: str | None, answer: Delivered) -> bool:
+        """Publish one answer and wait for it; True when the request may be acked."""
+        try:
+            await self.send(routing, answer.payload, answer.error_kind)
+        except PublishRejected as exc:
+            log.error(
+                "request %s: answer to %s rejected by the broker: %s",
+                request_id,
+                routing.topic,
+                exc,
+            )
+            return True
+        except MqttClientError as exc:
+            log.warning(
+                "request %s: answer to %s not published: %s", request_id, routing.topic, exc
+            )
+            return False
+        return True
+
+    async def deliver(
+        self, message: IncomingMessage, routing: Routing, request_id: str | None, answer: Delivered
+    ) -> None:
+        """Publish the first answer of `message`'s request, then ack `message` if it may."""
+        if await self.publish(routing, request_id, answer):
+            message.ack()

@@ -1,0 +1,75 @@
+"""`HealthPublisher`: the retained `<base>/health` message.
+
+Published every `health_interval` seconds, on each connect, and shortly after `kick()`
+(at most one per `health_min_gap`); the dict from the service's `health` callable with
+the front's counters merged into its `counters`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bridge.mqtt.answers import JSON_CONTENT_TYPE, FrontCounters
+from bridge.mqtt.client import MqttClient
+from bridge.mqtt.settings import FrontSettings
+from bridge.mqtt.topics import health_topic
+
+log = logging.getLogger(__name__)
+
+
+class HealthPublisher:
+    def __init__(
+        self,
+        client: MqttClient,
+        settings: FrontSettings,
+        health: Callable[[], Mapping[str, Any]] | None,
+        counters: Callable[[], FrontCounters],
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._health = health
+        self._counters = counters
+        self._kick = asyncio.Event()
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    def snapshot(self) -> dict[str, Any]:
+        health = dict(self._health()) if self._health is not None else {}
+        health.setdefault("state", "online")
+        front = self._counters()
+        front.dropped_queued = self._client.stats.dropped_queued
+        counters = dict(health.get("counters", {}))
+        counters.update(front.as_dict())
+        health["counters"] = counters
+        return health
+
+    async def run(self) -> None:
+        topic = health_topic(self._settings.base_topic)
+        while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+            # cancellation that lands as the event fires, and this loop would never end.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.health_interval):
+                    await self._kick.wait()
+            self._kick.clear()
+            if self._client.connected:
+                try:
+                    payload = json.dumps(self.snapshot()).encode()
+                except Exception:
+                    log.exception("health snapshot failed")
+                else:
+                    self._client.publish(
+                        topic, payload, retain=True, content_type=JSON_CONTENT_TYPE
+                    )
+            await asyncio.sleep(self._settings.health_min_gap)
+
+    def on_connection(self, up: bool) -> None:
+        """A connection listener for the client: publish on each connect."""
+        if up:
+            self._kick.set()
