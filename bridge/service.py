@@ -35,11 +35,11 @@ from bridge.logs import configure_logging, register_secret
 from bridge.mapping import CoapRequests, unsolicited_to_json
 from bridge.modem.l610 import L610
 from bridge.mqtt import (
-    FrontCounters,
     FrontSettings,
     MqttClient,
     MqttClientSettings,
     MqttProtocol,
+    MqttStats,
     RequestFront,
     TlsSettings,
 )
@@ -130,7 +130,7 @@ class Daemon:
         self._front: RequestFront[Any] | None = None
         self._modem: L610 | None = None
         self._coap: ModemCoap | None = None
-        self._counters: FrontCounters | None = None
+        self._counters: MqttStats | None = None
 
     # -- signals -------------------------------------------------------------------------
 

@@ -6,22 +6,23 @@ publish queue, `plumbing` the socket on the loop; `front` takes requests to a
 message, `topics` the topic names of the contract.
 """
 
-from bridge.mqtt.answers import FrontCounters, Routing
+from bridge.mqtt.answers import Routing
 from bridge.mqtt.client import IncomingMessage, MqttClient
 from bridge.mqtt.front import Envelope, RequestFront, RequestHandler
 from bridge.mqtt.outbox import ClientClosed, MqttClientError, PublishDropped, PublishRejected
 from bridge.mqtt.settings import FrontSettings, MqttClientSettings, MqttProtocol, TlsSettings
+from bridge.mqtt.stats import MqttStats
 
 __all__ = [
     "ClientClosed",
     "Envelope",
-    "FrontCounters",
     "FrontSettings",
     "IncomingMessage",
     "MqttClient",
     "MqttClientError",
     "MqttClientSettings",
     "MqttProtocol",
+    "MqttStats",
     "PublishDropped",
     "PublishRejected",
     "RequestFront",

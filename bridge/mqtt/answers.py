@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from bridge.errors import BridgeError
@@ -48,20 +48,6 @@ class Delivered:
     error_kind: str | None
 
 
-@dataclass
-class FrontCounters:
-    """The request counts published in `<base>/health` under `counters`."""
-
-    requests: int = 0
-    responses: int = 0
-    errors: int = 0
-    timeouts: int = 0
-    dropped_queued: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-
 def error_kind(exc: BaseException) -> str:
     return exc.kind if isinstance(exc, BridgeError) else "internal"
 
@@ -73,7 +59,6 @@ class Answers:
         self._client = client
         self._base = base_topic
         self._error = error
-        self.counters = FrontCounters()
 
     def route(
         self, message: IncomingMessage, request_id: str | None, body_topic: str | None
@@ -103,7 +88,7 @@ class Answers:
     def send(self, routing: Routing, payload: bytes, kind: str | None) -> asyncio.Future[None]:
         """Count and publish one answer (`kind`: its error kind, None for a response);
         the future completes on the broker's PUBACK."""
-        counters = self.counters
+        counters = self._client.stats
         if kind is None:
             counters.responses += 1
         else:

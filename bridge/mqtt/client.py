@@ -30,6 +30,7 @@ from bridge.mqtt.outbox import MqttClientError, Outbox, PublishProperties
 from bridge.mqtt.paho_client import connect_async, new_paho_client
 from bridge.mqtt.plumbing import SocketPlumbing
 from bridge.mqtt.settings import MqttClientSettings, MqttProtocol
+from bridge.mqtt.stats import MqttStats
 from bridge.mqtt.topics import status_topic, topic_problem
 
 log = logging.getLogger(__name__)
@@ -59,16 +60,6 @@ class IncomingMessage:
         return self._ack()
 
 
-@dataclass
-class ClientStats:
-    """Counts of the session's events since the client was built."""
-
-    connects: int = 0
-    connection_losses: int = 0
-    received: int = 0
-    dropped_queued: int = 0
-
-
 class MqttClient:
     """`async with MqttClient(settings) as client:` — connects in the background.
 
@@ -81,7 +72,7 @@ class MqttClient:
         self._settings = settings
         self._mqtt5 = settings.protocol is MqttProtocol.V5
         self._status_topic = status_topic(settings.base_topic)
-        self.stats = ClientStats()
+        self._stats = MqttStats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._paho = new_paho_client(settings, self._status_topic, OFFLINE)
         self._paho.on_connect = self._on_connect
@@ -90,7 +81,7 @@ class MqttClient:
         self._paho.on_publish = self._on_publish
         self._paho.on_subscribe = self._on_subscribe
         self._io = SocketPlumbing(self._paho)
-        self._outbox = Outbox(self._paho, self._io, settings.max_queued, self.stats)
+        self._outbox = Outbox(self._paho, self._io, settings.max_queued, self._stats)
         self._subscriptions: dict[str, int] = {}
         self._subscribed: set[str] = set()  # filters sent to the broker by this process
         self._awaiting_suback: int | None = None
@@ -111,6 +102,17 @@ class MqttClient:
     def connected(self) -> bool:
         """The link is up and the queue flushed: a publish goes straight to paho."""
         return self._outbox.ready
+
+    @property
+    def stats(self) -> MqttStats:
+        """The MQTT layer's counters; the front counts its requests here too."""
+        return self._stats
+
+    @stats.setter
+    def stats(self, stats: MqttStats) -> None:
+        # The service keeps one table across restarts of the layers.
+        self._stats = stats
+        self._outbox.stats = stats
 
     @property
     def queued(self) -> int:
@@ -290,7 +292,7 @@ class MqttClient:
             return
         self._generation += 1
         self._connected = True
-        self.stats.connects += 1
+        self._stats.connects += 1
         log.info(
             "connected to MQTT broker %s:%d (session present: %s)",
             self._settings.host,
@@ -337,7 +339,7 @@ class MqttClient:
         self._link_up.clear()
         self._link_down.set()
         if was_ready:
-            self.stats.connection_losses += 1
+            self._stats.connection_losses += 1
             if not self._outbox.closing:
                 log.warning("lost the MQTT broker connection: %s", reason_code)
             self._notify(False)
@@ -350,7 +352,7 @@ class MqttClient:
                 log.exception("MQTT connection listener failed")
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        self.stats.received += 1
+        self._stats.received += 1
         properties = message.properties
         response_topic = getattr(properties, "ResponseTopic", None) if properties else None
         correlation = getattr(properties, "CorrelationData", None) if properties else None

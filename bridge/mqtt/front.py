@@ -25,7 +25,6 @@ from bridge.mqtt.answers import (
     Answer,
     Answers,
     Delivered,
-    FrontCounters,
     Routing,
     error_kind,
 )
@@ -33,6 +32,7 @@ from bridge.mqtt.client import IncomingMessage, MqttClient
 from bridge.mqtt.dedupe import AnswerCache
 from bridge.mqtt.health import HealthPublisher
 from bridge.mqtt.settings import FrontSettings, MqttProtocol
+from bridge.mqtt.stats import MqttStats
 from bridge.mqtt.topics import request_topic, shared_request_filter, unsolicited_topic
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class RequestFront(Generic[RequestT]):
         self._handler = handler
         self._settings = settings
         self._answers = Answers(client, settings.base_topic, handler.error)
-        self._health = HealthPublisher(client, settings, health, lambda: self._answers.counters)
+        self._health = HealthPublisher(client, settings, health)
         self._base = settings.base_topic
         self._request_topics = {request_topic(settings.base_topic)}
         self._slots = asyncio.Semaphore(settings.max_in_flight)
@@ -104,13 +104,13 @@ class RequestFront(Generic[RequestT]):
     # -- public API --------------------------------------------------------------
 
     @property
-    def counters(self) -> FrontCounters:
-        return self._answers.counters
+    def counters(self) -> MqttStats:
+        """The MQTT layer's counters (`client.stats`)."""
+        return self._client.stats
 
     @counters.setter
-    def counters(self, counters: FrontCounters) -> None:
-        # The service keeps one set across restarts of the layers.
-        self._answers.counters = counters
+    def counters(self, counters: MqttStats) -> None:
+        self._client.stats = counters
 
     @property
     def serving(self) -> int:
@@ -228,7 +228,7 @@ class RequestFront(Generic[RequestT]):
         try:
             envelope = self._handler.parse(message.payload)
         except Exception as exc:
-            self._answers.counters.requests += 1
+            self._client.stats.requests += 1
             log.info("request without a usable id on %s: %s", message.topic, exc)
             routing = self._answers.route(message, None, None)
             answer = self._answers.error(None, exc)
@@ -237,7 +237,7 @@ class RequestFront(Generic[RequestT]):
         request_id = envelope.request_id
         routing = self._answers.route(message, request_id, envelope.response_topic)
         if request_id is None or envelope.rejection is not None:
-            self._answers.counters.requests += 1
+            self._client.stats.requests += 1
             rejection = envelope.rejection or InvalidRequest("the request has no usable id")
             log.info("request %s rejected: %s", request_id, rejection)
             answer = self._answers.error(request_id, rejection)
@@ -248,7 +248,7 @@ class RequestFront(Generic[RequestT]):
         if envelope.cancel:
             self._cancel(message, routing, request_id)
             return
-        self._answers.counters.requests += 1
+        self._client.stats.requests += 1
         record = self._in_flight.get(request_id)
         if record is not None:
             log.info("request %s redelivered while in flight: attached", request_id)

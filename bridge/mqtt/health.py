@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bridge.mqtt.answers import JSON_CONTENT_TYPE, FrontCounters
+from bridge.mqtt.answers import JSON_CONTENT_TYPE
 from bridge.mqtt.client import MqttClient
 from bridge.mqtt.settings import FrontSettings
 from bridge.mqtt.topics import health_topic
@@ -28,12 +28,10 @@ class HealthPublisher:
         client: MqttClient,
         settings: FrontSettings,
         health: Callable[[], Mapping[str, Any]] | None,
-        counters: Callable[[], FrontCounters],
     ) -> None:
         self._client = client
         self._settings = settings
         self._health = health
-        self._counters = counters
         self._kick = asyncio.Event()
 
     def kick(self) -> None:
@@ -42,10 +40,8 @@ class HealthPublisher:
     def snapshot(self) -> dict[str, Any]:
         health = dict(self._health()) if self._health is not None else {}
         health.setdefault("state", "online")
-        front = self._counters()
-        front.dropped_queued = self._client.stats.dropped_queued
         counters = dict(health.get("counters", {}))
-        counters.update(front.as_dict())
+        counters.update(self._client.stats.as_dict())
         health["counters"] = counters
         return health
 

@@ -14,7 +14,6 @@ import asyncio
 import collections
 import logging
 from dataclasses import dataclass
-from typing import Protocol
 
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
@@ -23,6 +22,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from bridge.errors import BridgeError
 from bridge.mqtt.plumbing import SocketPlumbing
+from bridge.mqtt.stats import MqttStats
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,6 @@ class PublishRejected(MqttClientError):
 
 class ClientClosed(MqttClientError):
     """The client was closed before the message was acknowledged."""
-
-
-class DropCounter(Protocol):
-    dropped_queued: int
 
 
 @dataclass
@@ -110,12 +106,12 @@ class Outbox:
     and `flush()`ed). `closing`: refuse publishes that would only wait in the queue."""
 
     def __init__(
-        self, client: paho.Client, plumbing: SocketPlumbing, max_queued: int, stats: DropCounter
+        self, client: paho.Client, plumbing: SocketPlumbing, max_queued: int, stats: MqttStats
     ) -> None:
         self._paho = client
         self._io = plumbing
         self._max_queued = max_queued
-        self._stats = stats
+        self.stats = stats
         self._queue: collections.deque[_Outgoing] = collections.deque()
         self._pending: dict[int, asyncio.Future[None]] = {}
         self.ready = False
@@ -182,13 +178,13 @@ class Outbox:
         self._queue.append(message)
         if len(self._queue) > self._max_queued:
             dropped = self._queue.popleft()
-            self._stats.dropped_queued += 1
+            self.stats.dropped_queued += 1
             log.warning(
                 "outgoing queue full (%d) while disconnected: dropped the oldest message to %s "
                 "(%d dropped so far)",
                 self._max_queued,
                 dropped.topic,
-                self._stats.dropped_queued,
+                self.stats.dropped_queued,
             )
             if not dropped.done.done():
                 dropped.done.set_exception(
