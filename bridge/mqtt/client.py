@@ -91,7 +91,7 @@ class MqttClient:
         self._link_down = asyncio.Event()
         self._inbox: asyncio.Queue[IncomingMessage | None] = asyncio.Queue()
         self._listeners: list[Callable[[bool], None]] = []
-        self._tasks: asyncio.TaskGroup | None = None
+        self._tasks = asyncio.TaskGroup()  # the supervisor and paho's timers
         self._background: list[asyncio.Task[None]] = []
         self._refused = False  # the last CONNACK was a refusal (already logged)
         self._backoff = Backoff(settings.reconnect_initial, settings.reconnect_max)
@@ -178,7 +178,6 @@ class MqttClient:
         self._loop = asyncio.get_running_loop()
         self._io.attach(self._loop)
         connect_async(self._paho, self._settings)
-        self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         self._background = [
             self._tasks.create_task(self._supervise(), name="mqtt-supervisor"),
@@ -191,9 +190,8 @@ class MqttClient:
         for task in self._background:
             task.cancel()
         try:
-            if self._tasks is not None:
-                # Not the body's exception: it must propagate as it is, not in a group.
-                await self._tasks.__aexit__(None, None, None)
+            # Not the body's exception: it must propagate as it is, not in a group.
+            await self._tasks.__aexit__(None, None, None)
         finally:
             # The blocking connect may still run in its thread: let it finish (bounded
             # by connect_timeout) before touching the paho client again.

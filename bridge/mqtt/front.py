@@ -154,9 +154,7 @@ class RequestFront(Generic[RequestT]):
                 )
         self._client.add_subscription(request_topic(self._base))
         self._client.add_connection_listener(self._health.on_connection)
-        self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
-        self._requests = asyncio.TaskGroup()
         await self._requests.__aenter__()
         self._background = [
             self._group.create_task(self._consume(), name="mqtt-front-requests"),
