@@ -25,13 +25,11 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import sdnotify
 from bridge.at.engine import AtEngine
 from bridge.coap import CoapTransportSettings, ModemCoap
 from bridge.config import MqttProtocol as ConfigProtocol
 from bridge.config import Settings, load_config, load_password
 from bridge.errors import BridgeError, ConfigError
-from bridge.logs import configure_logging, register_secret
 from bridge.mapping import CoapRequests, unsolicited_to_json
 from bridge.modem.l610 import L610
 from bridge.mqtt import (
@@ -43,6 +41,8 @@ from bridge.mqtt import (
     RequestFront,
     TlsSettings,
 )
+from bridge.ops import sdnotify
+from bridge.ops.logs import configure_logging, register_secret
 
 log = logging.getLogger(__name__)
 
