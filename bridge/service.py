@@ -27,20 +27,11 @@ from typing import Any
 
 from bridge.at.engine import AtEngine
 from bridge.coap import CoapTransportSettings, ModemCoap
-from bridge.config import MqttProtocol as ConfigProtocol
 from bridge.config import Settings, load_config, load_password
 from bridge.errors import BridgeError, ConfigError
 from bridge.mapping import CoapRequests, unsolicited_to_json
 from bridge.modem.l610 import L610
-from bridge.mqtt import (
-    FrontCounters,
-    FrontSettings,
-    MqttClient,
-    MqttClientSettings,
-    MqttProtocol,
-    RequestFront,
-    TlsSettings,
-)
+from bridge.mqtt import FrontCounters, FrontSettings, MqttClient, MqttClientSettings, RequestFront
 from bridge.ops import sdnotify
 from bridge.ops.logs import configure_logging, register_secret
 
@@ -66,24 +57,20 @@ class ReloadState:
 
 
 def client_settings(settings: Settings) -> MqttClientSettings:
+    """The MQTT client's settings, with the password read (and registered as a secret)."""
     mqtt = settings.mqtt
     password = load_password(settings) or ""
     if password:
         register_secret(password)
-    tls = None
-    if mqtt.tls.enabled:
-        tls = TlsSettings(
-            ca_file=mqtt.tls.ca_file, cert_file=mqtt.tls.cert_file, key_file=mqtt.tls.key_file
-        )
     return MqttClientSettings(
         client_id=mqtt.client_id,
         base_topic=mqtt.base_topic,
         host=mqtt.host,
         port=mqtt.port,
-        protocol=MqttProtocol.V5 if mqtt.protocol is ConfigProtocol.V5 else MqttProtocol.V311,
+        protocol=mqtt.protocol,
         username=mqtt.username,
         password=password,
-        tls=tls,
+        tls=mqtt.tls if mqtt.tls.enabled else None,
         keepalive=mqtt.keepalive,
         session_expiry=mqtt.session_expiry,
         max_queued=mqtt.max_queued,
@@ -92,6 +79,7 @@ def client_settings(settings: Settings) -> MqttClientSettings:
 
 
 def front_settings(settings: Settings) -> FrontSettings:
+    """The request front's settings."""
     return FrontSettings(
         base_topic=settings.mqtt.base_topic,
         shared_group=settings.mqtt.shared_group,
