@@ -50,7 +50,7 @@ from bench.stack import (
     sigterm_as_interrupt,
     started,
 )
-from bridge.loopback import LoopbackError
+from bridge.tools.loopback import LoopbackError
 
 SECTIONS = ("line", "cpu", "scaling")
 LINE_BYTES_PER_SECOND = 11_520  # 115200 baud, 8N1: 10 bit times per byte

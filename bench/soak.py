@@ -34,7 +34,7 @@ from bench.stack import (
     sigterm_as_interrupt,
     started,
 )
-from bridge.loopback import LoopbackError
+from bridge.tools.loopback import LoopbackError
 
 # Bytes a confused modem might emit: a cut URC, binary noise, a stray final result.
 GARBAGE = b"\r\n+GTCOAPDATA: 1,4,DEAD\x00\xff\xfe garbage \r\nOK\r\n+GTCOAPDA"

@@ -24,8 +24,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from bridge.loopback import free_port, mosquitto_binary, wait_for_tcp
 from bridge.simulator.control import SimulatorControl
+from bridge.tools.loopback import free_port, mosquitto_binary, wait_for_tcp
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STOP_TIMEOUT = 10.0

@@ -90,7 +90,7 @@ def _check_config(path: str) -> int:
 
 
 def _request(args: argparse.Namespace) -> int:
-    from bridge.rr import BrokerTarget, RequestJob, run_request
+    from bridge.tools.rr import BrokerTarget, RequestJob, run_request
 
     target = BrokerTarget()
     base_topic = "coap-bridge"
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_daemon(args.config, log_format=args.log_format, log_level=args.log_level)
         if args.verb == "demo":
-            from bridge.demo import run_demo
+            from bridge.tools.demo import run_demo
 
             return run_demo(
                 log_format=args.log_format, log_level=args.log_level, wait=not args.no_wait

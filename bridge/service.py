@@ -1,16 +1,9 @@
-"""The daemon: wiring of the layers, lifecycle, signals and systemd notifications.
+"""The daemon: builds the layer stack from `Settings`, runs it, reloads and stops it.
 
-Start-up: serial port and modem bring-up (retried with backoff while the modem is not
-there), MQTT session, CoAP client, then the request front; `READY=1` once MQTT is
-connected and the modem is up. The layers nest in one AsyncExitStack, so shutdown runs
-in reverse: the front stops taking requests and gives in-flight ones
-`shutdown_grace` seconds before answering them `cancelled`; the CoAP client closes its
-instances; the MQTT client publishes the retained offline status and disconnects.
-
-SIGHUP re-reads the config. If it is invalid the daemon keeps running on the old one
-and reports the problems in its log and in `health.config`. If only the CoAP target
-rules, timeouts or logging changed they apply at once; any other change restarts the
-layers in-process (in-flight requests get the same grace as on shutdown).
+`run_daemon` is `mqtt-coap-bridge run`. SIGTERM/SIGINT stop, SIGHUP re-reads the
+config: an invalid one is refused (the old one keeps running, the problem goes to the
+log and `health.config`); CoAP target rules, timeouts and logging apply live, any other
+change restarts the layers in-process (`needs_restart`).
 """
 
 from __future__ import annotations
@@ -18,31 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import signal
 import time
+from collections.abc import Awaitable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import sdnotify
 from bridge.at.engine import AtEngine
+from bridge.backoff import Backoff
 from bridge.coap import CoapTransportSettings, ModemCoap
-from bridge.config import MqttProtocol as ConfigProtocol
 from bridge.config import Settings, load_config, load_password
 from bridge.errors import BridgeError, ConfigError
-from bridge.logs import configure_logging, register_secret
 from bridge.mapping import CoapRequests, unsolicited_to_json
 from bridge.modem.l610 import L610
-from bridge.mqtt import (
-    FrontSettings,
-    MqttClient,
-    MqttClientSettings,
-    MqttProtocol,
-    MqttStats,
-    RequestFront,
-    TlsSettings,
-)
+from bridge.mqtt import FrontSettings, MqttClient, MqttClientSettings, MqttStats, RequestFront
+from bridge.ops import sdnotify
+from bridge.ops.logs import configure_logging, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -66,24 +51,20 @@ class ReloadState:
 
 
 def client_settings(settings: Settings) -> MqttClientSettings:
+    """The MQTT client's settings, with the password read (and registered as a secret)."""
     mqtt = settings.mqtt
     password = load_password(settings) or ""
     if password:
         register_secret(password)
-    tls = None
-    if mqtt.tls.enabled:
-        tls = TlsSettings(
-            ca_file=mqtt.tls.ca_file, cert_file=mqtt.tls.cert_file, key_file=mqtt.tls.key_file
-        )
     return MqttClientSettings(
         client_id=mqtt.client_id,
         base_topic=mqtt.base_topic,
         host=mqtt.host,
         port=mqtt.port,
-        protocol=MqttProtocol.V5 if mqtt.protocol is ConfigProtocol.V5 else MqttProtocol.V311,
+        protocol=mqtt.protocol,
         username=mqtt.username,
         password=password,
-        tls=tls,
+        tls=mqtt.tls if mqtt.tls.enabled else None,
         keepalive=mqtt.keepalive,
         session_expiry=mqtt.session_expiry,
         max_queued=mqtt.max_queued,
@@ -92,6 +73,7 @@ def client_settings(settings: Settings) -> MqttClientSettings:
 
 
 def front_settings(settings: Settings) -> FrontSettings:
+    """The request front's settings."""
     return FrontSettings(
         base_topic=settings.mqtt.base_topic,
         shared_group=settings.mqtt.shared_group,
@@ -197,14 +179,22 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
-        watchdog = asyncio.create_task(sdnotify.watchdog_loop(self._healthy), name="watchdog")
         try:
-            while not self._stop.is_set():
-                self._restart.clear()
-                await self._run_stack()
+            async with asyncio.TaskGroup() as group:
+                watchdog = group.create_task(sdnotify.watchdog_loop(self._healthy), name="watchdog")
+                try:
+                    while not self._stop.is_set():
+                        self._restart.clear()
+                        await self._run_stack()
+                finally:
+                    watchdog.cancel()
+        except BaseExceptionGroup as errors:
+            # The watchdog does not fail, so this is the stack's own error: raise it as
+            # it is, for the CLI to report.
+            if len(errors.exceptions) == 1:
+                raise errors.exceptions[0] from None
+            raise
         finally:
-            watchdog.cancel()
-            await asyncio.gather(watchdog, return_exceptions=True)
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
 
@@ -276,7 +266,7 @@ class Daemon:
     async def _bring_up_modem(self, stack: AsyncExitStack, settings: Settings) -> L610 | None:
         """The modem, brought up; retried with backoff until it works or a stop comes."""
         modem_settings = settings.modem
-        delay = MODEM_RETRY_INITIAL
+        backoff = Backoff(MODEM_RETRY_INITIAL, MODEM_RETRY_MAX)
         while not self._stop.is_set():
             attempt = AsyncExitStack()
             try:
@@ -297,10 +287,10 @@ class Daemon:
                 )
             except BridgeError as exc:
                 await attempt.aclose()
-                log.warning("modem not usable: %s; retrying in %.0f s", exc, delay)
+                delay = backoff.next()
+                log.warning("modem not usable: %s; retrying in %.1f s", exc, delay)
                 sdnotify.status(f"waiting for the modem: {exc}")
                 await self._wait_either(asyncio.sleep(delay))
-                delay = min(delay * 2, MODEM_RETRY_MAX) * random.uniform(0.8, 1.2)
                 continue
             stack.push_async_exit(attempt)
             self._modem = modem
@@ -316,18 +306,25 @@ class Daemon:
             return modem
         return None
 
-    async def _wait_either(self, awaitable: Any) -> bool:
+    async def _wait_either(self, awaitable: Awaitable[object]) -> bool:
         """Await `awaitable` unless a stop or restart comes first; True if it finished."""
-        work = asyncio.ensure_future(awaitable)
-        stop = asyncio.create_task(self._stop.wait())
-        restart = asyncio.create_task(self._restart.wait())
-        try:
-            await asyncio.wait({work, stop, restart}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (work, stop, restart):
+        finished = False
+
+        async def work() -> None:
+            nonlocal finished
+            await awaitable
+            finished = True
+
+        async with asyncio.TaskGroup() as group:
+            tasks = {
+                group.create_task(work()),
+                group.create_task(self._stop.wait()),
+                group.create_task(self._restart.wait()),
+            }
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(work, stop, restart, return_exceptions=True)
-        return work.done() and not work.cancelled() and work.exception() is None
+        return finished
 
 
 def run_daemon(config_path: str, *, log_format: str | None, log_level: str | None) -> int:

@@ -1,27 +1,37 @@
 """Typed settings of the MQTT package, built by the service from `bridge.config`.
 
-The MQTT package does not read the YAML config itself: the service maps
-`settings.mqtt.*` onto `MqttClientSettings` (with the password already read from
-`password_file`) and the request-front knobs onto `FrontSettings`.
+The MQTT package does not read the YAML config: the service hands it
+`MqttClientSettings` (password already read) and `FrontSettings`. `MqttProtocol` and
+`TlsSettings` are defined here once; the config's `mqtt` section uses them (adding its
+checks of the TLS files).
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
 
 
-class MqttProtocol(enum.Enum):
-    """`mqtt.protocol` of the config: `MqttProtocol(str(value))` accepts 5 and "3.1.1"."""
+class MqttProtocol(StrEnum):
+    """`mqtt.protocol` of the config: MQTT 5 or 3.1.1."""
 
     V5 = "5"
     V311 = "3.1.1"
 
 
-@dataclass(frozen=True)
-class TlsSettings:
-    """TLS towards the broker. Empty `ca_file` means the system's trusted CAs."""
+class TlsSettings(BaseModel):
+    """TLS towards the broker (`mqtt.tls`). Empty `ca_file` means the system's trusted CAs.
 
+    The client takes it only when `enabled`; `tls=None` in `MqttClientSettings` is
+    plain TCP. File paths are used as given (the config stores them absolute).
+    """
+
+    # strict: YAML already types scalars, as in every config section.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    enabled: bool = False
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
@@ -57,6 +67,8 @@ class MqttClientSettings:
             raise ValueError("client_id must not be empty (the persistent session needs it)")
         if self.max_queued < 1:
             raise ValueError("max_queued must be at least 1")
+        if self.tls is not None and not self.tls.enabled:
+            raise ValueError("tls is given but not enabled; pass tls=None for plain TCP")
 
 
 @dataclass(frozen=True)

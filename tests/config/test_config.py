@@ -299,3 +299,12 @@ def test_tls_files_must_exist_only_when_enabled(tmp_path: Path) -> None:
     settings = load_config(write(tmp_path, on))
     assert settings.mqtt.tls.key_file == os.path.join(tmp_path, "key.pem")
     assert "(MQTT 5, TLS)" in describe(settings)
+
+
+def test_tls_section_reports_its_unknown_keys_and_missing_files_together(tmp_path: Path) -> None:
+    text = MINIMAL + "mqtt:\n  tls:\n    enabled: true\n    ca: x\n    ca_file: ca.pem\n"
+    assert problems_of(write(tmp_path, text)) == [
+        f"mqtt.tls.ca_file (line 7): file {tmp_path / 'ca.pem'} does not exist"
+        " (mqtt.tls.enabled is true)",
+        "mqtt.tls.ca (line 6): unknown key (known keys: enabled, ca_file, cert_file, key_file)",
+    ]

@@ -19,6 +19,7 @@ async def test_tls_with_client_certificate(
     peer = peer_factory(broker, tls=tls_files)
     peer.subscribe(f"{BASE}/response/#")
     tls = TlsSettings(
+        enabled=True,
         ca_file=str(tls_files.ca_file),
         cert_file=str(tls_files.client_cert),
         key_file=str(tls_files.client_key),
@@ -34,7 +35,9 @@ async def test_tls_without_client_certificate_never_connects(
     mosquitto_factory: MosquittoFactory, tls_files: TlsFiles
 ) -> None:
     broker = mosquitto_factory(tls=tls_files)
-    settings = client_settings(broker, tls=TlsSettings(ca_file=str(tls_files.ca_file)))
+    settings = client_settings(
+        broker, tls=TlsSettings(enabled=True, ca_file=str(tls_files.ca_file))
+    )
     async with MqttClient(settings) as client:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(1.0):

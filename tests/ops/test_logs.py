@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridge.logs import configure_logging, register_secret
+from bridge.ops.logs import configure_logging, register_secret
 
 
 @pytest.fixture

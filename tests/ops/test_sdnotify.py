@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridge import sdnotify
-from bridge.sdnotify import Notifier
+from bridge.ops import sdnotify
+from bridge.ops.sdnotify import Notifier
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_socket_errors_are_logged_once_and_never_raised(
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="sdn") as directory:
         notifier = Notifier({"NOTIFY_SOCKET": os.path.join(directory, "nobody-listens")})
-        with caplog.at_level(logging.DEBUG, logger="bridge.sdnotify"):
+        with caplog.at_level(logging.DEBUG, logger="bridge.ops.sdnotify"):
             assert not notifier.ready()
             assert not notifier.watchdog()
             assert not notifier.status("x")
@@ -103,7 +103,7 @@ def test_socket_errors_are_logged_once_and_never_raised(
 
 def test_unsupported_address_is_a_logged_noop(caplog: pytest.LogCaptureFixture) -> None:
     notifier = Notifier({"NOTIFY_SOCKET": "vsock:2:1234"})
-    with caplog.at_level(logging.WARNING, logger="bridge.sdnotify"):
+    with caplog.at_level(logging.WARNING, logger="bridge.ops.sdnotify"):
         assert not notifier.ready()
     assert "vsock:2:1234" in caplog.text
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bridge.loopback import free_port
+from bridge.tools.loopback import free_port
 from tests.fixtures.daemon import (
     BASE,
     REPO_ROOT,

@@ -24,8 +24,8 @@ import aiocoap
 import aiocoap.resource as resource
 
 from bridge.errors import BridgeError
-from bridge.loopback import free_port, mosquitto_binary, wait_for_tcp
-from bridge.rr import BrokerTarget, RequestJob, run_request, wait_until_online
+from bridge.tools.loopback import free_port, mosquitto_binary, wait_for_tcp
+from bridge.tools.rr import BrokerTarget, RequestJob, run_request, wait_until_online
 
 LARGE_BODY = bytes(range(32, 127)) * 32  # 3040 bytes: twelve 256-byte blocks
 

@@ -1,0 +1,272 @@
+"""The config's typed, validated, frozen settings: one pydantic model per section.
+
+The accepted shape is the contract's example (kept verbatim as
+`tests/config/contract-example.yaml`, documented key by key in
+`config/config.example.yaml`); keys may be added, never removed. Relative file paths
+(`mqtt.password_file`, `mqtt.tls.*_file`) are resolved against the config file's
+directory (`base_dir` in the validation context) and stored absolute. `mqtt.protocol`
+and `mqtt.tls` use the MQTT package's own types.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from bridge.config.hosts import normalize_host
+from bridge.config.password import password_file_problem
+from bridge.mqtt.settings import MqttProtocol, TlsSettings
+from bridge.mqtt.topics import topic_problem
+
+_ALIAS = re.compile(r"^[a-z0-9_]([a-z0-9_.-]{0,61}[a-z0-9_])?$")
+
+
+def _host(value: str) -> str:
+    return normalize_host(value)
+
+
+def _alias(value: str) -> str:
+    alias = value.lower()
+    if not _ALIAS.match(alias):
+        raise ValueError(
+            f"server alias {value!r} must be usable as a URI host "
+            "(letters, digits, '-', '_', '.'; used as coap://<alias>/path)"
+        )
+    return alias
+
+
+HostName = Annotated[str, AfterValidator(_host)]
+AliasName = Annotated[str, AfterValidator(_alias)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class _Section(BaseModel):
+    # strict: YAML already types scalars; `port: "1883"` or `apn: 1234` is a mistake
+    # worth reporting rather than guessing.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _resolve_path(value: str, info: ValidationInfo) -> str:
+    path = Path(value)
+    base_dir = (info.context or {}).get("base_dir")
+    if not path.is_absolute() and isinstance(base_dir, Path):
+        path = base_dir / path
+    return str(path)
+
+
+class ModemSettings(_Section):
+    port: str = Field(min_length=1)
+    baudrate: int = Field(default=115200, ge=1)
+    apn: str = ""
+    command_timeout: Seconds = 5.0
+    registration_timeout: Seconds = 60.0
+    max_instances: int = Field(default=4, ge=1)
+    instance_idle_close: Seconds = 300.0
+
+
+class TlsSection(TlsSettings):
+    """`mqtt.tls` as the config checks it: the MQTT package's TlsSettings, validated."""
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _existing_file(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            return value
+        path = _resolve_path(value, info)
+        if info.data.get("enabled") and not os.path.isfile(path):
+            raise ValueError(f"file {path} does not exist (mqtt.tls.enabled is true)")
+        return path
+
+    @field_validator("key_file")
+    @classmethod
+    def _key_needs_cert(cls, value: str, info: ValidationInfo) -> str:
+        if value and not info.data.get("cert_file"):
+            raise ValueError("key_file is set but cert_file is not; set both for a client cert")
+        return value
+
+
+def _topic_name(value: str) -> str:
+    problem = topic_problem(value)
+    if problem is None and value.startswith("$"):
+        problem = "must not start with '$' (reserved for the broker, e.g. $SYS)"
+    if problem is None and (value.startswith("/") or value.endswith("/")):
+        problem = "must not start or end with '/'"
+    if problem is not None:
+        raise ValueError(f"topic {value!r} {problem}")
+    return value
+
+
+class MqttSettings(_Section):
+    host: str = Field(default="localhost", min_length=1)
+    port: Port = 1883
+    protocol: MqttProtocol = MqttProtocol.V5
+    client_id: str = Field(default="", max_length=65535)
+    username: str = ""
+    password_file: str = ""
+    tls: TlsSection = Field(default_factory=TlsSection)
+    # "" only before Settings fills in coap-bridge/<gateway_id>.
+    base_topic: str = ""
+    keepalive: int = Field(default=30, ge=1, le=65535)
+    session_expiry: int = Field(default=86400, ge=0, le=0xFFFFFFFF)
+    shared_group: str = ""
+    pool_topic: str = "coap-bridge/pool"
+    max_queued: int = Field(default=1000, ge=1)
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol(cls, value: object) -> MqttProtocol:
+        # YAML reads `5` as an int and `3.1.1` as a string.
+        if isinstance(value, MqttProtocol):
+            return value
+        if (isinstance(value, int) and not isinstance(value, bool) and value == 5) or value == "5":
+            return MqttProtocol.V5
+        if value == "3.1.1":
+            return MqttProtocol.V311
+        raise ValueError(f"must be 5 or 3.1.1, not {value!r}")
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_file(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            return value
+        path = _resolve_path(value, info)
+        problem = password_file_problem(path)
+        if problem is not None:
+            raise ValueError(problem)
+        return path
+
+    @field_validator("base_topic")
+    @classmethod
+    def _base_topic(cls, value: str) -> str:
+        return _topic_name(value) if value else value
+
+    @field_validator("pool_topic")
+    @classmethod
+    def _pool_topic(cls, value: str) -> str:
+        return _topic_name(value)
+
+    @field_validator("shared_group")
+    @classmethod
+    def _shared_group(cls, value: str) -> str:
+        # MQTT 5 §4.8.2: a ShareName must not contain '/', '+' or '#'.
+        if any(char in value for char in "/+#\x00"):
+            raise ValueError(f"shared group {value!r} must not contain '/', '+', '#' or NUL")
+        return value
+
+
+class CoapServer(_Section):
+    host: HostName
+    port: Port = 5683
+
+
+class CoapSettings(_Section):
+    servers: dict[AliasName, CoapServer] = Field(default_factory=dict)
+    allow_hosts: tuple[HostName, ...] = Field(default=(), strict=False)
+    # max_timeout comes first so that default_timeout can be checked against it.
+    max_timeout: Seconds = 300.0
+    default_timeout: Seconds = 30.0
+    max_in_flight: int = Field(default=64, ge=1)
+    max_request_payload: int = Field(default=65536, ge=1, le=16 << 20)
+
+    @field_validator("servers", "allow_hosts", mode="before")
+    @classmethod
+    def _empty_when_null(cls, value: object, info: ValidationInfo) -> object:
+        if value is None:
+            return {} if info.field_name == "servers" else ()
+        return value
+
+    @field_validator("default_timeout")
+    @classmethod
+    def _within_max(cls, value: float, info: ValidationInfo) -> float:
+        maximum = info.data.get("max_timeout")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"{value:g} s exceeds coap.max_timeout ({maximum:g} s)")
+        return value
+
+    def is_allowed_host(self, host: str) -> bool:
+        """`host` (normalized) is a configured server's host or in allow_hosts."""
+        return host in self.allow_hosts or any(s.host == host for s in self.servers.values())
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+_SECTIONS = ("modem", "mqtt", "coap", "logging")
+
+
+class Settings(_Section):
+    gateway_id: str
+    modem: ModemSettings
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    coap: CoapSettings = Field(default_factory=CoapSettings)
+    dedupe_window: float = Field(default=600.0, ge=0, allow_inf_nan=False)
+    health_interval: Seconds = 60.0
+    # Kept below the unit's TimeoutStopSec (30 s) minus the MQTT goodbye (about 6 s).
+    shutdown_grace: Seconds = Field(default=20.0, le=600)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_defaults(cls, data: Any) -> Any:
+        """Fill gateway_id, mqtt.client_id and mqtt.base_topic from the host name."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        # A section whose keys are all commented out reads as null: take the defaults.
+        for section in _SECTIONS:
+            if section in data and data[section] is None:
+                data[section] = {}
+        if data.get("gateway_id") in (None, ""):
+            data["gateway_id"] = socket.gethostname()
+        gateway_id = data["gateway_id"]
+        mqtt = data.get("mqtt", {})
+        if not isinstance(gateway_id, str) or _gateway_id_problem(gateway_id):
+            return data  # reported on gateway_id; no derived topic to complain about
+        if not isinstance(mqtt, dict):
+            return data
+        mqtt = dict(mqtt)
+        if mqtt.get("client_id") in (None, ""):
+            mqtt["client_id"] = f"mqtt-coap-bridge-{gateway_id}"
+        if mqtt.get("base_topic") in (None, ""):
+            mqtt["base_topic"] = f"coap-bridge/{gateway_id}"
+        data["mqtt"] = mqtt
+        return data
+
+    @field_validator("gateway_id")
+    @classmethod
+    def _gateway_id(cls, value: str) -> str:
+        problem = _gateway_id_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @property
+    def modems(self) -> tuple[ModemSettings, ...]:
+        """The configured modems, as `check-config` lists them: the one `modem` section."""
+        return (self.modem,)
+
+
+def _gateway_id_problem(gateway_id: str) -> str | None:
+    # It becomes one topic level of the default base topic.
+    if any(char in gateway_id for char in "/+#\x00"):
+        return (
+            f"gateway id {gateway_id!r} must not contain '/', '+', '#' or NUL "
+            "(it is a topic level); set gateway_id explicitly"
+        )
+    return None

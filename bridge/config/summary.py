@@ -1,0 +1,25 @@
+"""The one-line summary `check-config` prints for a valid config."""
+
+from __future__ import annotations
+
+from bridge.config.models import Settings
+
+
+def describe(settings: Settings) -> str:
+    """One line for `check-config`."""
+    mqtt = settings.mqtt
+    transport = f"MQTT {mqtt.protocol.value}" + (", TLS" if mqtt.tls.enabled else "")
+    servers = len(settings.coap.servers)
+    parts = [
+        f"gateway {settings.gateway_id}",
+        ", ".join(f"modem {modem.port}" for modem in settings.modems),
+        f"broker {mqtt.host}:{mqtt.port} ({transport})",
+        f"base topic {mqtt.base_topic}",
+        f"{servers} server{'s' if servers != 1 else ''}",
+    ]
+    if settings.coap.allow_hosts:
+        count = len(settings.coap.allow_hosts)
+        parts.append(f"{count} allowed host{'s' if count != 1 else ''}")
+    if mqtt.shared_group:
+        parts.append(f"shared group {mqtt.shared_group} on {mqtt.pool_topic}")
+    return "config OK: " + ", ".join(parts)

@@ -1,0 +1,1 @@
+"""Operations: logging set-up and the systemd notification client."""
