@@ -78,14 +78,31 @@ def _pdeathsig_prefix() -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
 
+def terminate(process: subprocess.Popen[Any], timeout: float) -> bool:
+    """SIGTERM `process` if it runs, wait `timeout` s, then SIGKILL it; True if killed."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return True
+    return False
+
+
 @dataclass
 class Child:
-    """One child process with its log file; `stop()` is idempotent."""
+    """One child process with its log file; `stop()` is idempotent.
+
+    `stdout` is the log too unless given; `env` replaces the environment when given."""
 
     name: str
     args: list[str]
     log_path: Path
-    stdout: int | IO[Any] = subprocess.DEVNULL
+    stdout: int | IO[Any] | None = subprocess.DEVNULL
+    env: Mapping[str, str] | None = None
+    cwd: Path | None = None
     process: subprocess.Popen[str] | None = field(default=None, init=False)
 
     def start(self) -> subprocess.Popen[str]:
@@ -93,10 +110,12 @@ class Child:
             self.process = subprocess.Popen(
                 [*_pdeathsig_prefix(), *self.args],
                 stdin=subprocess.DEVNULL,
-                stdout=self.stdout,
+                stdout=log if self.stdout is None else self.stdout,
                 stderr=log,
                 text=True,
                 start_new_session=True,
+                env=self.env,
+                cwd=self.cwd,
             )
         return self.process
 
@@ -117,17 +136,8 @@ class Child:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                print(
-                    f"{self.name} ignored SIGTERM for {STOP_TIMEOUT:g} s; killing it",
-                    file=sys.stderr,
-                )
-                self.process.kill()
-                self.process.wait()
+        if terminate(self.process, STOP_TIMEOUT):
+            print(f"{self.name} ignored SIGTERM for {STOP_TIMEOUT:g} s; killed it", file=sys.stderr)
         if self.process.stdout is not None:
             self.process.stdout.close()
 
