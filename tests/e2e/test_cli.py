@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from bridge import __version__
-from tests.fixtures.daemon import HELLO_TEXT, REPO_ROOT, BridgeStackFactory
+from tests.fixtures.daemon import BridgeStackFactory
+from tests.fixtures.simulator import REPO_ROOT
+from tests.fixtures.stack_coap import HELLO_TEXT
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.daemon import HELLO_TEXT, BridgeStackFactory
+from tests.fixtures.daemon import BridgeStackFactory
+from tests.fixtures.stack_coap import HELLO_TEXT
 
 pytestmark = pytest.mark.timeout(60)
 

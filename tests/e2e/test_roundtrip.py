@@ -10,13 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.daemon import (
-    HELLO_TEXT,
-    LARGE_BODY,
-    BridgeStack,
-    BridgeStackFactory,
-)
+from tests.fixtures.coap_resources import LARGE_PAYLOAD as LARGE_BODY
+from tests.fixtures.daemon import BridgeStack, BridgeStackFactory
 from tests.fixtures.mosquitto import TlsFiles
+from tests.fixtures.stack_coap import HELLO_TEXT
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,12 +20,12 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from tests.fixtures.daemon import BridgeStack
 from tests.fixtures.mosquitto import MosquittoBroker
+from tests.fixtures.mqtt_client import paho_client, start_client, stop_client
 
 # Seconds to keep listening after the last expected answer: a duplicate shows up here.
 SETTLE = 0.5
@@ -44,19 +44,12 @@ class Ledger:
         self.received = 0  # every message on <base>/response/#, ever
         self._condition = threading.Condition()
         self._subscribed = threading.Event()
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
+        self._client = paho_client(
+            broker,
             client_id=f"ledger-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv5,
+            username=username,
+            password=password,
         )
-        if username:
-            self._client.username_pw_set(username, password)
-        if broker.tls is not None:
-            self._client.tls_set(
-                ca_certs=str(broker.tls.ca_file),
-                certfile=str(broker.tls.client_cert),
-                keyfile=str(broker.tls.client_key),
-            )
         # paho annotates ints but computes with floats; sub-second retries keep the
         # broker-restart tests short.
         self._client.reconnect_delay_set(0.05, 0.5)  # type: ignore[arg-type]
@@ -66,17 +59,18 @@ class Ledger:
         connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         # The broker keeps the subscription and queues answers while we are away.
         connect.SessionExpiryInterval = 600
-        self._client.connect(
-            broker.host, broker.port, keepalive=5, clean_start=False, properties=connect
+        start_client(
+            self._client,
+            broker,
+            self._subscribed,
+            "ledger subscribed",
+            keepalive=5,
+            clean_start=False,
+            properties=connect,
         )
-        self._client.loop_start()
-        if not self._subscribed.wait(5):
-            self.close()
-            raise RuntimeError(f"ledger could not subscribe on {broker.host}:{broker.port}")
 
     def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        stop_client(self._client)
 
     def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
         client.subscribe(f"{self.base}/response/#", qos=1)

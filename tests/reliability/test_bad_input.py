@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fixtures.daemon import BASE, BridgeStack, BridgeStackFactory
+from tests.fixtures.daemon import BridgeStack, BridgeStackFactory
+from tests.fixtures.daemon_config import BASE
 from tests.reliability.conftest import Ledger, LedgerFactory, assert_serving
 
 pytestmark = pytest.mark.timeout(120)

@@ -22,7 +22,8 @@ import time
 
 import pytest
 
-from tests.fixtures.daemon import LARGE_BODY, BridgeStackFactory
+from tests.fixtures.coap_resources import LARGE_PAYLOAD as LARGE_BODY
+from tests.fixtures.daemon import BridgeStackFactory
 from tests.reliability.conftest import LedgerFactory, assert_serving, server_hits
 
 pytestmark = pytest.mark.timeout(90)

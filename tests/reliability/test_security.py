@@ -17,16 +17,11 @@ import pytest
 import yaml
 
 from bridge.tools.loopback import free_port
-from tests.fixtures.daemon import (
-    BASE,
-    REPO_ROOT,
-    BridgeStackFactory,
-    CoapServerThread,
-    apply_overrides,
-    base_config,
-)
+from tests.fixtures.daemon import BridgeStackFactory
+from tests.fixtures.daemon_config import BASE, apply_overrides, base_config
 from tests.fixtures.mosquitto import MosquittoFactory, TlsFiles
-from tests.fixtures.simulator import SimulatorProcessFactory
+from tests.fixtures.simulator import REPO_ROOT, SimulatorProcessFactory
+from tests.fixtures.stack_coap import CoapServerThread
 from tests.reliability.conftest import Ledger, LedgerFactory, assert_serving
 
 pytestmark = pytest.mark.timeout(60)
