@@ -10,6 +10,8 @@ Resources:
 - `/soak?id=<request id>`: a small body; counts every exchange per id, so the soak can
   tell a duplicated send (the bridge sent one MQTT request twice) from a retransmission
   (aiocoap's message layer answers those from its cache without rendering again).
+- `/echo`: POST answers with the request's payload, so a caller can match every answer
+  to its request.
 - `/hits`: JSON `{"total": n, "ids": distinct ids, "repeated": {id: count}}` for ids seen
   more than once.
 """
@@ -24,7 +26,7 @@ import logging
 import signal
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import aiocoap
 import aiocoap.resource as resource
@@ -66,6 +68,11 @@ class SoakTarget(resource.Resource):  # type: ignore[misc]
         return aiocoap.Message(payload=SMALL_BODY, content_format=APPLICATION_JSON)
 
 
+class Echo(resource.Resource):  # type: ignore[misc]
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        return aiocoap.Message(code=aiocoap.CHANGED, payload=request.payload)
+
+
 class HitReport(resource.Resource):  # type: ignore[misc]
     def __init__(self, hits: Counter[str]) -> None:
         super().__init__()
@@ -86,6 +93,7 @@ def bench_site(hits: Counter[str]) -> resource.Site:
     site.add_resource(["p16"], FixedBody(_body(16), TEXT_PLAIN))
     site.add_resource(["p200"], FixedBody(_body(200), TEXT_PLAIN))
     site.add_resource(["p4k"], FixedBody(_body(4096), TEXT_PLAIN))
+    site.add_resource(["echo"], Echo())
     site.add_resource(["soak"], SoakTarget(hits))
     site.add_resource(["hits"], HitReport(hits))
     return site
@@ -98,14 +106,21 @@ async def serve(ports: Sequence[int]) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    async with serving(site, ports):
+        print("ready", flush=True)
+        await stop.wait()
+
+
+@contextlib.asynccontextmanager
+async def serving(site: resource.Site, ports: Sequence[int]) -> AsyncIterator[None]:
+    """`site` served on every port of 127.0.0.1 in `ports` until the block is left."""
     contexts = []
     try:
         for port in ports:
             contexts.append(
                 await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port))
             )
-        print("ready", flush=True)
-        await stop.wait()
+        yield
     finally:
         for context in contexts:
             with contextlib.suppress(Exception):
