@@ -71,6 +71,12 @@ class Cancelled(BridgeError, kind="cancelled"):
     """The request was cancelled: shutdown, or an explicit cancel request."""
 
 
+class SecurityError(BridgeError, kind="security"):
+    """OSCORE (RFC 8613) failed: a response did not verify, the server refused our
+    protection (an unprotected error such as 4.01), a replay, or a security context
+    that cannot be loaded or used. The message names the server alias."""
+
+
 # -- the modem ----------------------------------------------------------------------------
 
 

@@ -27,6 +27,13 @@ from aiocoap.tokenmanager import TokenManager
 from bridge.coap.limits import check_request_fits
 from bridge.coap.messages import PipeliningMessageManager
 from bridge.coap.modem_port import CoapModem
+from bridge.coap.oscore import (
+    OscoreRemote,
+    OscoreTransport,
+    SecurityContexts,
+    protection_overhead,
+    security_error,
+)
 from bridge.coap.remote import ModemRemote, remote_of
 from bridge.coap.stats import CoapStats
 from bridge.coap.transport import ModemMessageInterface, TransportFailure
@@ -39,6 +46,7 @@ from bridge.errors import (
     InvalidRequest,
     ModemError,
     ModemUnavailable,
+    SecurityError,
 )
 
 logger = logging.getLogger(__name__)
@@ -88,9 +96,16 @@ class CoapTransportSettings:
 class ModemCoap:
     """CoAP client over the modem; an async context manager (see the module docstring)."""
 
-    def __init__(self, modem: CoapModem, settings: CoapTransportSettings | None = None) -> None:
+    def __init__(
+        self,
+        modem: CoapModem,
+        settings: CoapTransportSettings | None = None,
+        *,
+        oscore: SecurityContexts | None = None,
+    ) -> None:
         self._modem = modem
         self._settings = settings or CoapTransportSettings()
+        self._oscore = oscore
         self._tuning = self._settings.transport_tuning()
         self._stack: AsyncExitStack | None = None
         self._context: Any = None
@@ -119,6 +134,10 @@ class ModemCoap:
         mman.message_interface = transport
         token_manager.token_interface = mman
         context.request_interfaces.append(token_manager)
+        if self._oscore is not None and self._oscore.aliases:
+            # First, as in aiocoap's own contexts: it takes the requests addressed to an
+            # OscoreRemote and sends their protected form through the token manager.
+            context.request_interfaces.insert(0, OscoreTransport(context, spawn=tasks.create_task))
 
         self._modem.set_datagram_handler(transport.datagram_received)
         self._modem.add_reset_listener(transport.modem_reset)
@@ -148,14 +167,21 @@ class ModemCoap:
 
     # -- requests -------------------------------------------------------------------------
 
-    async def request(self, message: Any, *, timeout: float) -> Any:  # noqa: ASYNC109
+    async def request(
+        self,
+        message: Any,
+        *,
+        timeout: float,  # noqa: ASYNC109
+        oscore: str | None = None,
+    ) -> Any:
         """Send `message` (an aiocoap Message with a coap:// URI) and return the response.
 
         Block-wise transfers are done in 256-byte blocks and the whole transfer is bounded
-        by `timeout`. Raises CoapTimeout, CoapReset, ModemUnavailable, ModemError,
-        DatagramTooLarge (before anything is sent), InvalidRequest, Cancelled.
+        by `timeout`. `oscore` names the alias whose security context protects it.
+        Raises CoapTimeout, CoapReset, ModemUnavailable, ModemError, DatagramTooLarge
+        (before anything is sent), InvalidRequest, SecurityError, Cancelled.
         """
-        remote = self._prepare(message)
+        remote = self._prepare(message, oscore)
         transport = self._require_transport()
         started = time.monotonic()
         generation = self._modem.generation
@@ -173,20 +199,27 @@ class ModemCoap:
         except TimeoutError:
             raise self._timed_out(remote, timeout, started) from None
         except coap_error.Error as exc:
-            raise self._translate(exc, remote, started) from exc
+            raise self._translate(exc, remote, started, oscore) from exc
         finally:
             self._requests_in_flight -= 1
             transport.release(remote)
 
-    def observe(self, message: Any, *, timeout: float) -> Observation:
+    def observe(
+        self,
+        message: Any,
+        *,
+        timeout: float,
+        oscore: str | None = None,
+    ) -> Observation:
         """Register an observation (RFC 7641); iterate it for the response and notifications.
 
         `timeout` bounds the wait for the first response. `cancel()` deregisters.
+        `oscore` as for `request`.
         """
         if message.opt.observe is None:
             message.opt.observe = 0
-        remote = self._prepare(message)
-        observation = Observation(self, message, remote, timeout)
+        remote = self._prepare(message, oscore)
+        observation = Observation(self, message, remote, timeout, oscore)
         self._observations.add(observation)
         return observation
 
@@ -214,7 +247,8 @@ class ModemCoap:
             raise Cancelled("the CoAP client is not running (closed or not started)")
         return self._transport
 
-    def _prepare(self, message: Any) -> ModemRemote:
+    def _prepare(self, message: Any, oscore: str | None = None) -> ModemRemote:
+        """The server's remote; a protected message is readdressed to its OscoreRemote."""
         self._require_transport()
         if message.remote is None and not message.opt.uri_host:
             raise InvalidRequest("CoAP request has no URI (no host to send it to)")
@@ -226,10 +260,18 @@ class ModemCoap:
             raise InvalidRequest(
                 f"only coap:// URIs go through the modem, not {message.requested_scheme}://"
             )
-        check_request_fits(message, remote.label)
+        context = None
+        if oscore is not None:
+            if self._oscore is None:
+                raise SecurityError(f"no OSCORE context is configured for {oscore}")
+            context = self._oscore.context(oscore)
+        overhead = 0 if context is None else protection_overhead(context)
+        check_request_fits(message, remote.label, overhead=overhead)
         # A message still carrying aiocoap's default parameters gets ours.
         if type(message.transport_tuning) is TransportTuning:
             message.transport_tuning = self._tuning
+        if context is not None:
+            message.remote = OscoreRemote(context, remote)
         return remote
 
     async def _response(self, exchange: Any, remote: ModemRemote) -> Any:
@@ -249,7 +291,7 @@ class ModemCoap:
             return False
         logger.info(
             "modem reset during a block-wise transfer with %s (4.08); starting it over",
-            response.remote.label,
+            response.remote.hostinfo,
         )
         return True
 
@@ -270,7 +312,13 @@ class ModemCoap:
             )
         return CoapTimeout(f"no response from {remote.label} within {waited:g} s")
 
-    def _translate(self, exc: Exception, remote: ModemRemote, started: float) -> BridgeError:
+    def _translate(
+        self, exc: Exception, remote: ModemRemote, started: float, oscore: str | None = None
+    ) -> BridgeError:
+        if oscore is not None:
+            security = security_error(exc, oscore, remote.label)
+            if security is not None:
+                return security
         if isinstance(exc, TransportFailure):
             return exc.failure
         if isinstance(exc.__cause__, BridgeError):
@@ -284,7 +332,11 @@ class ModemCoap:
         return CoapProtocolError(f"CoAP exchange with {remote.label} failed: {exc!r}")
 
     def _deregister(self, message: Any, remote: ModemRemote) -> None:
-        """RFC 7641 §3.6: GET with Observe: 1 and the observation's token ends it at once."""
+        """RFC 7641 §3.6: GET with Observe: 1 and the observation's token ends it at once.
+
+        A protected observation has no token of its own (the outer messages carry
+        them): it ends when the server's next notification is answered with RST.
+        """
         if self._mman is None or not message.token:
             return
         deregistration = message.copy(mid=None, token=message.token, observe=1, remote=remote)
@@ -322,8 +374,16 @@ class Observation:
     otherwise. `cancel()` deregisters from the server.
     """
 
-    def __init__(self, coap: ModemCoap, message: Any, remote: ModemRemote, timeout: float) -> None:
+    def __init__(
+        self,
+        coap: ModemCoap,
+        message: Any,
+        remote: ModemRemote,
+        timeout: float,
+        oscore: str | None = None,
+    ) -> None:
         self.remote = remote
+        self._oscore = oscore
         self._coap = coap
         self._message = message
         self._timeout = timeout
@@ -352,7 +412,7 @@ class Observation:
                 raise coap._timed_out(self.remote, self._timeout, self._started) from None
             except coap_error.Error as exc:
                 self._end()
-                raise coap._translate(exc, self.remote, self._started) from exc
+                raise coap._translate(exc, self.remote, self._started, self._oscore) from exc
             except BaseException:
                 self._end()
                 raise
@@ -367,7 +427,7 @@ class Observation:
             raise
         except coap_error.Error as exc:
             self._end()
-            raise self._coap._translate(exc, self.remote, self._started) from exc
+            raise self._coap._translate(exc, self.remote, self._started, self._oscore) from exc
 
     @property
     def cancelled(self) -> bool:

@@ -26,9 +26,12 @@ def add_early_block2(message: Any) -> None:
     RFC 7959 §2.4: a client may send Block2 with block number 0 in its initial request
     to propose a block size, so a server never answers with a datagram the modem cannot
     carry. Non-final Block1 blocks are left alone: the response to them carries no
-    body, and §2.3 reserves Block2 for the request that completes the body.
+    body, and §2.3 reserves Block2 for the request that completes the body. An
+    OSCORE-protected message gets none: its Block2 is inner, added before protection.
     """
     if not message.code.is_request() or message.opt.block2 is not None:
+        return
+    if message.opt.oscore is not None:
         return
     block1 = message.opt.block1
     if block1 is not None and block1.more:
@@ -61,20 +64,24 @@ _HEADER_AND_TOKEN = 4 + len(_MAX_TOKEN)
 _EARLY_BLOCK2_MAX = 4
 
 
-def check_request_fits(message: Any, target: str) -> None:
-    """Raise DatagramTooLarge if the request's first datagram would be over 512 bytes."""
+def check_request_fits(message: Any, target: str, *, overhead: int = 0) -> None:
+    """Raise DatagramTooLarge if the request's first datagram would be over 512 bytes.
+
+    `overhead`: what protection adds to the datagram (see `bridge.coap.oscore`).
+    """
     payload = len(message.payload)
     if payload <= BLOCK_SIZE:
         # Common case, on every request: bound the size without copying the message.
-        bound = _HEADER_AND_TOKEN + len(message.opt.encode()) + _EARLY_BLOCK2_MAX
+        bound = _HEADER_AND_TOKEN + len(message.opt.encode()) + _EARLY_BLOCK2_MAX + overhead
         if bound + (1 + payload if payload else 0) <= MAX_DATAGRAM:
             return
-    size = len(first_datagram(message).encode())
+    size = len(first_datagram(message).encode()) + overhead
     if size > MAX_DATAGRAM:
+        protection = f", {overhead} bytes of OSCORE" if overhead else ""
         raise DatagramTooLarge(
             f"request to {target} needs a {size}-byte datagram (header, token, options and "
-            f"a {BLOCK_SIZE}-byte block); the modem carries at most {MAX_DATAGRAM} bytes: "
-            "shorten the URI path/query or the options"
+            f"a {BLOCK_SIZE}-byte block{protection}); the modem carries at most "
+            f"{MAX_DATAGRAM} bytes: shorten the URI path/query or the options"
         )
 
 
