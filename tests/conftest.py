@@ -6,6 +6,7 @@ pytest_plugins = [
     "tests.fixtures.simulator",
     "tests.fixtures.coap_resources",
     "tests.fixtures.coap_servers",
+    "tests.fixtures.oscore_server",
     "tests.fixtures.mosquitto",
     "tests.fixtures.daemon_config",
     "tests.fixtures.daemon_process",

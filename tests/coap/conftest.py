@@ -11,6 +11,7 @@ import pytest
 
 from bridge.at.engine import AtEngine
 from bridge.coap import CoapTransportSettings, ModemCoap
+from bridge.coap.oscore import SecurityContexts
 from bridge.modem.l610 import L610
 from bridge.simulator import L610Simulator
 from tests.fixtures.modem import fast_engine, make_l610
@@ -33,15 +34,19 @@ StackFactory = Callable[..., Awaitable[Stack]]
 
 @pytest.fixture
 async def make_stack(simulator_factory: SimulatorFactory) -> AsyncIterator[StackFactory]:
-    """`stack = await make_stack(settings, loss=..., instances=...)`: a ModemCoap on an L610
-    driver on an AtEngine on the simulator's pty (simulator options as keywords)."""
+    """`stack = await make_stack(settings, oscore, loss=..., instances=...)`: a ModemCoap on
+    an L610 driver on an AtEngine on the simulator's pty (simulator options as keywords)."""
     async with AsyncExitStack() as exits:
 
-        async def make(settings: CoapTransportSettings = FAST, **simulator_options: Any) -> Stack:
+        async def make(
+            settings: CoapTransportSettings = FAST,
+            oscore: SecurityContexts | None = None,
+            **simulator_options: Any,
+        ) -> Stack:
             sim = await simulator_factory(**simulator_options)
             at = await exits.enter_async_context(fast_engine(sim.port_path))
             modem = await exits.enter_async_context(make_l610(at))
-            coap = await exits.enter_async_context(ModemCoap(modem, settings))
+            coap = await exits.enter_async_context(ModemCoap(modem, settings, oscore=oscore))
             return Stack(sim, at, modem, coap)
 
         yield make
