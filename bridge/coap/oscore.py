@@ -37,7 +37,7 @@ from bridge.coap.limits import add_early_block2
 from bridge.coap.remote import BLOCK_SIZE, BLOCK_SIZE_EXP, ModemRemote
 from bridge.coap.transport import Spawn
 from bridge.errors import SecurityError
-from bridge.logs import register_secret
+from bridge.ops.logs import register_secret
 
 logger = logging.getLogger(__name__)
 

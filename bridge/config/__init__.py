@@ -12,8 +12,10 @@ from bridge.config.models import (
     LoggingSettings,
     ModemSettings,
     MqttSettings,
+    OscoreSettings,
     Settings,
 )
+from bridge.config.oscore import oscore_context_problem
 from bridge.config.password import load_password, password_file_problem
 from bridge.config.summary import describe
 from bridge.mqtt.settings import MqttProtocol, TlsSettings
@@ -25,11 +27,13 @@ __all__ = [
     "ModemSettings",
     "MqttProtocol",
     "MqttSettings",
+    "OscoreSettings",
     "Settings",
     "TlsSettings",
     "describe",
     "load_config",
     "load_password",
     "normalize_host",
+    "oscore_context_problem",
     "password_file_problem",
 ]

@@ -3,9 +3,9 @@
 The accepted shape is the contract's example (kept verbatim as
 `tests/config/contract-example.yaml`, documented key by key in
 `config/config.example.yaml`); keys may be added, never removed. Relative file paths
-(`mqtt.password_file`, `mqtt.tls.*_file`) are resolved against the config file's
-directory (`base_dir` in the validation context) and stored absolute. `mqtt.protocol`
-and `mqtt.tls` use the MQTT package's own types.
+(`mqtt.password_file`, `mqtt.tls.*_file`, `coap.servers.*.oscore.context_dir`) are
+resolved against the config file's directory (`base_dir` in the validation context)
+and stored absolute. `mqtt.protocol` and `mqtt.tls` use the MQTT package's own types.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from bridge.config.hosts import normalize_host
+from bridge.config.oscore import oscore_context_problem
 from bridge.config.password import password_file_problem
 from bridge.mqtt.settings import MqttProtocol, TlsSettings
 from bridge.mqtt.topics import topic_problem
@@ -168,9 +169,39 @@ class MqttSettings(_Section):
         return value
 
 
+class OscoreSettings(_Section):
+    context_dir: str = Field(min_length=1)
+
+    @field_validator("context_dir")
+    @classmethod
+    def _usable_context(cls, value: str, info: ValidationInfo) -> str:
+        path = os.path.normpath(_resolve_path(value, info))
+        problem = oscore_context_problem(path)
+        if problem is not None:
+            raise ValueError(problem)
+        return path
+
+
 class CoapServer(_Section):
     host: HostName
     port: Port = 5683
+    oscore: OscoreSettings | None = None
+    # Unset: required exactly when `oscore` is set.
+    require_oscore: bool | None = None
+
+    @model_validator(mode="after")
+    def _requirement_needs_a_context(self) -> CoapServer:
+        if self.require_oscore and self.oscore is None:
+            raise ValueError(
+                "require_oscore is true but oscore.context_dir is not set: "
+                "give the server a security context"
+            )
+        return self
+
+    @property
+    def requires_oscore(self) -> bool:
+        """Plaintext requests to this server's host:port are refused."""
+        return self.oscore is not None if self.require_oscore is None else self.require_oscore
 
 
 class CoapSettings(_Section):
@@ -197,9 +228,40 @@ class CoapSettings(_Section):
             raise ValueError(f"{value:g} s exceeds coap.max_timeout ({maximum:g} s)")
         return value
 
+    @model_validator(mode="after")
+    def _one_alias_per_context(self) -> CoapSettings:
+        # A context used for two servers would reuse its nonces (RFC 8613 §7.2.1).
+        named_by: dict[str, str] = {}
+        for alias, server in self.servers.items():
+            if server.oscore is None:
+                continue
+            context = os.path.realpath(server.oscore.context_dir)
+            first = named_by.setdefault(context, alias)
+            if first != alias:
+                raise ValueError(
+                    f"servers {first} and {alias} name the same OSCORE context {context}; "
+                    "a context must never be shared or copied: give each server its own"
+                )
+        return self
+
     def is_allowed_host(self, host: str) -> bool:
         """`host` (normalized) is a configured server's host or in allow_hosts."""
         return host in self.allow_hosts or any(s.host == host for s in self.servers.values())
+
+    def oscore_required_by(self, host: str, port: int) -> str | None:
+        """The alias whose `require_oscore` covers `host`:`port`, if any."""
+        for alias, server in self.servers.items():
+            if server.port == port and server.host == host and server.requires_oscore:
+                return alias
+        return None
+
+    def oscore_context_dirs(self) -> dict[str, str]:
+        """alias -> OSCORE context directory, for the aliases that have one."""
+        return {
+            alias: server.oscore.context_dir
+            for alias, server in self.servers.items()
+            if server.oscore is not None
+        }
 
 
 class LoggingSettings(_Section):

@@ -17,6 +17,9 @@ def describe(settings: Settings) -> str:
         f"base topic {mqtt.base_topic}",
         f"{servers} server{'s' if servers != 1 else ''}",
     ]
+    protected = len(settings.coap.oscore_context_dirs())
+    if protected:
+        parts[-1] += f" ({protected} with OSCORE)"
     if settings.coap.allow_hosts:
         count = len(settings.coap.allow_hosts)
         parts.append(f"{count} allowed host{'s' if count != 1 else ''}")

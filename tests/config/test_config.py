@@ -216,7 +216,10 @@ def test_unknown_key_lists_known_keys(tmp_path: Path) -> None:
 def test_unknown_server_key_lists_server_keys(tmp_path: Path) -> None:
     text = MINIMAL + "coap:\n  servers:\n    m:\n      host: h\n      colour: red\n"
     (problem,) = problems_of(write(tmp_path, text))
-    assert problem == "coap.servers.m.colour (line 7): unknown key (known keys: host, port)"
+    assert problem == (
+        "coap.servers.m.colour (line 7): unknown key "
+        "(known keys: host, port, oscore, require_oscore)"
+    )
 
 
 def test_every_problem_is_reported(tmp_path: Path) -> None:
