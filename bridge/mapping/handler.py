@@ -54,7 +54,9 @@ class CoapRequests:
         message = to_coap_message(request)
         started = time.monotonic()
         if not request.observe:
-            response = await self._coap.request(message, timeout=request.timeout)
+            response = await self._coap.request(
+                message, timeout=request.timeout, oscore=request.oscore
+            )
             rtt_ms = (time.monotonic() - started) * 1000
             log.debug(
                 "%s %s -> %s in %.0f ms",
@@ -73,7 +75,7 @@ class CoapRequests:
         self, request: ParsedRequest, message: Any, started: float, context: dict[str, str]
     ) -> AsyncIterator[Answer]:
         deadline = started + request.timeout
-        observation = self._coap.observe(message, timeout=request.timeout)
+        observation = self._coap.observe(message, timeout=request.timeout, oscore=request.oscore)
         notifications = aiter(observation)
         received = 0
         try:

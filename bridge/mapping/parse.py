@@ -1,10 +1,13 @@
 """Request JSON -> a validated `ParsedRequest` or `CancelRequest`, per mqtt-api.md. Pure.
 
 `parse_request` raises a `RequestRejected` (`MalformedRequest`: invalid_request,
-`TargetNotAllowed`: forbidden_target) carrying the request id and response topic when
-they were usable, so the front can route the error object. Where the contract leaves
-room: method defaults to GET, type to CON, `"payload": null` is no payload, an id has
-no `+`, `#` or control characters (it may be a topic level), duplicate keys are refused.
+`TargetNotAllowed`: forbidden_target, `PlaintextRefused`: security) carrying the
+request id and response topic when they were usable, so the front can route the error
+object. A request to an alias with `oscore` is marked for protection (`oscore`); one
+that would go unprotected to a server that requires OSCORE is refused. Where the
+contract leaves room: method defaults to GET, type to CON, `"payload": null` is no
+payload, an id has no `+`, `#` or control characters (it may be a topic level),
+duplicate keys are refused.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any, Final
 from aiocoap.numbers import OptionNumber
 
 from bridge.config import Settings
-from bridge.errors import BridgeError, ForbiddenTarget, InvalidRequest
+from bridge.errors import BridgeError, ForbiddenTarget, InvalidRequest, SecurityError
 from bridge.mapping.codecs import (
     PayloadEncoding,
     content_format_number,
@@ -24,7 +27,7 @@ from bridge.mapping.codecs import (
 )
 from bridge.mapping.options import parse_options
 from bridge.mapping.request import METHODS, CancelRequest, ParsedRequest
-from bridge.mapping.uri import CONTROL_CHARS, parse_uri
+from bridge.mapping.uri import CONTROL_CHARS, ParsedUri, parse_uri
 from bridge.mqtt.topics import is_under_response_prefix, response_prefix
 
 MAX_ID_LENGTH: Final = 64
@@ -68,6 +71,10 @@ class MalformedRequest(RequestRejected, InvalidRequest):
 
 class TargetNotAllowed(RequestRejected, ForbiddenTarget):
     """forbidden_target: the host is neither a configured server nor in allow_hosts."""
+
+
+class PlaintextRefused(RequestRejected, SecurityError):
+    """security: a plaintext request to the host:port of a server that requires OSCORE."""
 
 
 def max_request_bytes(settings: Settings) -> int:
@@ -208,7 +215,7 @@ def parse_request(payload: bytes, settings: Settings) -> ParsedRequest | CancelR
         raise MalformedRequest(str(exc), request_id=request_id) from None
     try:
         return _parse_fields(body, request_id, response_topic, settings)
-    except TargetNotAllowed:
+    except (TargetNotAllowed, PlaintextRefused):
         raise
     except RecursionError:
         message = "payload is nested too deeply"
@@ -219,6 +226,25 @@ def parse_request(payload: bytes, settings: Settings) -> ParsedRequest | CancelR
         raise MalformedRequest(
             str(exc), request_id=request_id, response_topic=response_topic
         ) from None
+
+
+def _protection(
+    target: ParsedUri, settings: Settings, request_id: str, response_topic: str | None
+) -> str | None:
+    """The alias whose OSCORE context protects the request; refuses plaintext where required."""
+    servers = settings.coap.servers
+    if target.alias is not None and servers[target.alias].oscore is not None:
+        return target.alias
+    required_by = settings.coap.oscore_required_by(target.host, target.port)
+    if required_by is not None:
+        raise PlaintextRefused(
+            f"plaintext request to {target.host}:{target.port} refused: server {required_by} "
+            f"requires OSCORE there (coap.servers.{required_by}.require_oscore); "
+            f"address it as coap://{required_by}/...",
+            request_id=request_id,
+            response_topic=response_topic,
+        )
+    return None
 
 
 def _parse_fields(
@@ -242,6 +268,7 @@ def _parse_fields(
             request_id=request_id,
             response_topic=response_topic,
         )
+    oscore = _protection(target, settings, request_id, response_topic)
     method = _choice(body, "method", _METHODS_BY_UPPER, "GET")
     confirmable = _choice(body, "type", {"CON": "CON", "NON": "NON"}, "CON") == "CON"
     content_format = _optional_format(body, "content_format")
@@ -267,4 +294,5 @@ def _parse_fields(
         observe=observe,
         timeout=_timeout(body, settings),
         response_topic=response_topic,
+        oscore=oscore,
     )

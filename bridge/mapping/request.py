@@ -37,6 +37,7 @@ class ParsedRequest:
     observe: bool
     timeout: float  # seconds, > 0, already capped by coap.max_timeout
     response_topic: str | None  # the body's response_topic (checked), or None
+    oscore: str | None = None  # the server alias whose OSCORE context protects it
 
     @property
     def target(self) -> str:

@@ -1,4 +1,4 @@
-"""The request `uri`: a coap:// URI as (host, port, path, query), server aliases resolved.
+"""The request `uri`: a coap:// URI as (host, port, path, query, alias), aliases resolved.
 
 `parse_uri` raises ValueError with a message for the requester: only coap:// (no
 DTLS on the modem), no user info, fragment, spaces, control characters or bad
@@ -25,6 +25,7 @@ class ParsedUri(NamedTuple):
     port: int
     path: tuple[str, ...]  # decoded Uri-Path segments
     query: tuple[str, ...]  # decoded Uri-Query items
+    alias: str | None  # the server alias the URI named, if it named one
 
 
 def _decode_component(text: str, what: str) -> str:
@@ -70,6 +71,7 @@ def _parse_uri_uncached(uri: object, settings: Settings) -> ParsedUri:
         raise ValueError("uri port must be a number from 1 to 65535")
     host_text = parts.hostname
     server = settings.coap.servers.get(host_text)
+    alias = host_text if server is not None else None
     if server is not None:
         if explicit_port is not None and explicit_port != server.port:
             raise ValueError(
@@ -88,7 +90,7 @@ def _parse_uri_uncached(uri: object, settings: Settings) -> ParsedUri:
     else:
         path = tuple(_decode_component(s, "path") for s in raw_path[1:].split("/"))
     query = tuple(_decode_component(q, "query") for q in parts.query.split("&") if parts.query)
-    return ParsedUri(host, port, path, query)
+    return ParsedUri(host, port, path, query, alias)
 
 
 class _UriMemo:
@@ -124,5 +126,5 @@ _MEMO: Final = _UriMemo()
 
 
 def parse_uri(uri: object, settings: Settings) -> ParsedUri:
-    """(host, port, path, query) of a request's coap:// URI. ValueError if bad."""
+    """(host, port, path, query, alias) of a request's coap:// URI. ValueError if bad."""
     return _MEMO.parse(uri, settings)
