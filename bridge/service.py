@@ -21,6 +21,7 @@ from typing import Any
 from bridge.at.engine import AtEngine
 from bridge.backoff import Backoff
 from bridge.coap import CoapTransportSettings, ModemCoap
+from bridge.coap.oscore import SecurityContexts
 from bridge.config import Settings, load_config, load_password
 from bridge.errors import BridgeError, ConfigError
 from bridge.mapping import CoapRequests, unsolicited_to_json
@@ -92,6 +93,9 @@ def needs_restart(old: Settings, new: Settings) -> bool:
         old_data.pop(key)
         new_data.pop(key)
     if old_data != new_data:
+        return True
+    # Security contexts are loaded (and locked) once per incarnation of the layers.
+    if old.coap.oscore_context_dirs() != new.coap.oscore_context_dirs():
         return True
     old_coap, new_coap = old.coap.model_dump(), new.coap.model_dump()
     return any(old_coap[key] != new_coap[key] for key in old_coap.keys() - _LIVE_COAP_KEYS)
@@ -212,6 +216,7 @@ class Daemon:
                 return
             sdnotify.status(f"connecting to MQTT broker {settings.mqtt.host}:{settings.mqtt.port}")
             client = await stack.enter_async_context(MqttClient(client_settings(settings)))
+            oscore = stack.enter_context(SecurityContexts.load(settings.coap.oscore_context_dirs()))
             coap = await stack.enter_async_context(
                 ModemCoap(
                     modem,
@@ -222,6 +227,7 @@ class Daemon:
                         # flight: the front's limit is the one that should bind, not NSTART.
                         nstart=max(settings.coap.max_in_flight, 1),
                     ),
+                    oscore=oscore,
                 )
             )
             self._coap = coap
