@@ -1,8 +1,10 @@
 """The bench's CoAP server: one aiocoap process serving the same resources on several ports.
 
-`python -m bench.coap_server --port P [--port P ...]` prints `ready` once every port is
-bound and serves until SIGTERM/SIGINT. Several ports stand in for several remote
-servers (the pool-churn case); one process keeps the soak's hit counter in one place.
+`python -m bench.coap_server --port P [--port P ...] [--oscore-context DIR]` prints
+`ready` once every port is bound and serves until SIGTERM/SIGINT. Several ports stand
+in for several remote servers (the pool-churn case); one process keeps the soak's hit
+counter in one place. With `--oscore-context` (the server side of an OSCORE context)
+the same resources answer OSCORE-protected requests too, beside plaintext ones.
 
 Resources:
 - `/small`: a 20-byte JSON body, the typical meter reading.
@@ -30,6 +32,9 @@ from collections.abc import AsyncIterator, Sequence
 
 import aiocoap
 import aiocoap.resource as resource
+from aiocoap import oscore
+from aiocoap.credentials import CredentialsMap
+from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
 
 SMALL_BODY = b'{"temp":21.5,"ok":1}'
 TEXT_PLAIN = 0
@@ -99,9 +104,13 @@ def bench_site(hits: Counter[str]) -> resource.Site:
     return site
 
 
-async def serve(ports: Sequence[int]) -> None:
+async def serve(ports: Sequence[int], oscore_context: str | None = None) -> None:
     hits: Counter[str] = Counter()
     site = bench_site(hits)
+    if oscore_context is not None:
+        credentials = CredentialsMap()
+        credentials[":bridge"] = oscore.FilesystemSecurityContext(oscore_context)
+        site = OscoreSiteWrapper(site, credentials)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -130,9 +139,10 @@ async def serving(site: resource.Site, ports: Sequence[int]) -> AsyncIterator[No
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.coap_server")
     parser.add_argument("--port", type=int, action="append", required=True, help="UDP port")
+    parser.add_argument("--oscore-context", metavar="DIR", help="also serve OSCORE with it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    asyncio.run(serve(args.port))
+    asyncio.run(serve(args.port, args.oscore_context))
     return 0
 
 

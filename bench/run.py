@@ -12,6 +12,9 @@ Sections (`--only` picks some):
 - scaling: in flight 1/8/64/256 (on both links), payload 16 B/200 B/4 KiB and 1/4/16
   remotes over 4 instances (on the 115200-baud link), daemon RSS idle and after 10,000
   requests.
+- oscore: unthrottled simulator, small GETs, 64 in flight, plaintext then OSCORE to the
+  same server: bytes per exchange on the line and daemon CPU per 1,000 requests
+  (`bench.oscore`).
 
 Every case starts its own simulator and daemon (the link profile is a simulator
 option); mosquitto and the CoAP server live for the whole run.
@@ -39,6 +42,7 @@ from bench.direct import run_direct
 from bench.driver import RequestFactory, RunResult
 from bench.floors import coap_floor, mqtt_floor
 from bench.gateway import Gateway, LineUse, gateway
+from bench.oscore import SECURE_ALIAS, exchange_cost
 from bench.stack import (
     CoapServers,
     DaemonSettings,
@@ -51,8 +55,9 @@ from bench.stack import (
     started,
 )
 from bridge.tools.loopback import LoopbackError
+from bridge.tools.oscore_contexts import write_pair
 
-SECTIONS = ("line", "cpu", "scaling")
+SECTIONS = ("line", "cpu", "scaling", "oscore")
 LINE_BYTES_PER_SECOND = 11_520  # 115200 baud, 8N1: 10 bit times per byte
 LINE_PROFILE = LinkProfile(baud=115_200, latency_ms=50)
 FAST_PROFILE = LinkProfile()
@@ -74,6 +79,7 @@ class Sizes:
     payload: dict[str, int]
     remotes: int
     rss: int
+    oscore: int
 
     @staticmethod
     def for_mode(quick: bool) -> Sizes:
@@ -88,6 +94,7 @@ class Sizes:
                 payload={"p16": 200, "p200": 100, "p4k": 8},
                 remotes=200,
                 rss=2000,
+                oscore=1000,
             )
         return Sizes(
             warmup=100,
@@ -99,6 +106,7 @@ class Sizes:
             payload={"p16": 1000, "p200": 400, "p4k": 30},
             remotes=1000,
             rss=10_000,
+            oscore=6000,
         )
 
 
@@ -172,23 +180,29 @@ class Bench:
             self.profile_dir.mkdir(parents=True, exist_ok=True)
         self.report = Report()
         self.mosquitto = Mosquitto(workdir)
-        self.servers = CoapServers(workdir, REMOTES)
+        self.contexts = write_pair(workdir / "oscore")
+        self.servers = CoapServers(workdir, REMOTES, oscore_context=self.contexts.server)
         self._cases = 0
 
-    def settings(self) -> DaemonSettings:
-        """`bench` is the one-remote alias; r0..r15 the pool-churn remotes."""
+    def settings(self, *, oscore: bool = False) -> DaemonSettings:
+        """`bench` is the one-remote alias; r0..r15 the pool-churn remotes; `secure` the
+        `bench` server with OSCORE (only where asked: it locks the context)."""
         aliases: dict[str, int] = {"bench": self.servers.ports[0]}
         aliases.update({f"r{index}": port for index, port in enumerate(self.servers.ports)})
-        return DaemonSettings(servers=aliases, log_level=self.log_level)
+        contexts = {}
+        if oscore:
+            aliases[SECURE_ALIAS] = self.servers.ports[0]
+            contexts[SECURE_ALIAS] = self.contexts.client
+        return DaemonSettings(servers=aliases, oscore=contexts, log_level=self.log_level)
 
     @contextlib.contextmanager
-    def gateway(self, profile: LinkProfile) -> Iterator[Gateway]:
+    def gateway(self, profile: LinkProfile, *, oscore: bool = False) -> Iterator[Gateway]:
         self._cases += 1
         with gateway(
             self.workdir,
             self.mosquitto.port,
             profile,
-            self.settings(),
+            self.settings(oscore=oscore),
             str(self._cases),
             self.profile_dir,
         ) as case:
@@ -212,6 +226,7 @@ class Bench:
             "line": self.line_bound,
             "cpu": self.cpu_bound,
             "scaling": self.scaling,
+            "oscore": self.oscore,
         }
         with started(self.mosquitto, self.servers):
             for section in sections:
@@ -356,6 +371,33 @@ class Bench:
                     spread(remotes, "small"),
                 )
         self.memory()
+
+    def oscore(self) -> None:
+        print(f"\n[oscore] {FAST_PROFILE.describe()}, small GETs, 64 in flight", flush=True)
+        requests = {
+            "plaintext": get("coap://bench/small"),
+            "OSCORE": get(f"coap://{SECURE_ALIAS}/small"),
+        }
+        with self.gateway(FAST_PROFILE, oscore=True) as case:
+            for make_request in requests.values():
+                case.warm_up(max(self.sizes.warmup, 500), 64, make_request)
+            costs = {
+                name: exchange_cost(
+                    case, self.measure, f"oscore {name}", self.sizes.oscore, 64, make_request
+                )
+                for name, make_request in requests.items()
+            }
+        add = self.report.add
+        for name, cost in costs.items():
+            add(Figure("oscore", f"{name}: pty bytes/exchange to modem", cost.to_modem, "B"))
+            add(Figure("oscore", f"{name}: pty bytes/exchange from modem", cost.from_modem, "B"))
+            add(Figure("oscore", f"{name}: daemon CPU per 1,000", cost.daemon_cpu_per_1000, "s"))
+            add(Figure("oscore", f"{name}: not ok", cost.not_ok, "req"))
+        plain, protected = costs["plaintext"], costs["OSCORE"]
+        extra = protected.line_bytes - plain.line_bytes
+        add(Figure("oscore", "OSCORE adds, line bytes/exchange (both ways)", extra, "B"))
+        cpu = protected.daemon_cpu_per_1000 / plain.daemon_cpu_per_1000
+        add(Figure("oscore", "OSCORE / plaintext daemon CPU", cpu, "x"))
 
     def _scaling_case(
         self,

@@ -193,11 +193,13 @@ class Mosquitto:
 class CoapServers:
     """`bench.coap_server` on `count` free UDP ports, one process."""
 
-    def __init__(self, workdir: Path, count: int) -> None:
+    def __init__(self, workdir: Path, count: int, oscore_context: Path | None = None) -> None:
         self.ports = [free_port(socket.SOCK_DGRAM) for _ in range(count)]
         args = [sys.executable, "-m", "bench.coap_server"]
         for port in self.ports:
             args += ["--port", str(port)]
+        if oscore_context is not None:
+            args += ["--oscore-context", str(oscore_context)]
         self._child = Child("coap server", args, workdir / "coap-server.log", subprocess.PIPE)
 
     @property
@@ -280,6 +282,9 @@ class DaemonSettings:
     """The parts of the daemon's config a bench case varies; the rest is config-example."""
 
     servers: Mapping[str, int]  # alias -> UDP port on 127.0.0.1
+    # alias -> OSCORE context directory; such an alias lets plaintext through to its
+    # host:port too (require_oscore: false), since plaintext aliases share the server.
+    oscore: Mapping[str, Path] = field(default_factory=dict)
     max_in_flight: int = 512
     max_instances: int = 4
     default_timeout: float = 30.0
@@ -293,6 +298,12 @@ BASE_TOPIC = "coap-bridge/bench"
 def daemon_config(pty_path: str, mqtt_port: int, settings: DaemonSettings) -> str:
     servers = "".join(
         f"    {alias}:\n      host: 127.0.0.1\n      port: {port}\n"
+        + (
+            f"      oscore:\n        context_dir: {settings.oscore[alias]}\n"
+            "      require_oscore: false\n"
+            if alias in settings.oscore
+            else ""
+        )
         for alias, port in settings.servers.items()
     )
     return (
