@@ -246,6 +246,7 @@ class OscoreTransport(TransportOSCORE):
     def request(self, request: Any) -> None:
         # RFC 7959 §2.4 inside the protection: the server's blocks fit one datagram.
         add_early_block2(request.request)
+        # At shutdown the token manager fails every outer request, which ends the task.
         task = self._spawn(self._protected_exchange(request))
         request.on_interest_end(task.cancel)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from aiocoap import GET, PUT, Message
 
 from bridge.coap import ModemCoap
 from bridge.coap.oscore import SecurityContexts
-from bridge.errors import SecurityError
+from bridge.errors import Cancelled, SecurityError
 from tests.coap.conftest import FAST, Stack, StackFactory
 from tests.fixtures.coap_servers import ROOT_TEXT
 from tests.fixtures.modem import eventually, fast_engine, make_l610
@@ -85,11 +86,20 @@ async def test_observe_is_protected(protected: Stack, oscore_server: OscoreServe
         payloads.append(notification.payload)
         if len(payloads) == 3:
             break
+    observing = await server_counts(protected, oscore_server)
     observation.cancel()
 
     assert all(payload.startswith(b"tick ") for payload in payloads)
     assert len(set(payloads)) == 3
     await eventually(lambda: protected.coap.stats().observations == 0)
+    assert observing["observers"] == 1
+    # The server forgets the observation once its next notification meets an RST.
+    for _ in range(60):
+        if not (await server_counts(protected, oscore_server))["observers"]:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the server still has an observer 3 s after the cancel")
 
 
 async def test_separate_response_is_protected(
@@ -185,3 +195,19 @@ async def test_a_copied_context_is_refused_as_a_replay(
 
     with pytest.raises(SecurityError, match=r"4\.01 Unauthorized \(\"Replay detected\"\)"):
         await _get_root_times(simulator_factory, oscore_server, backup, 1)
+
+
+async def test_shutdown_cancels_a_protected_request_in_flight(
+    simulator_factory: SimulatorFactory, contexts: SecurityContexts, oscore_server: OscoreServer
+) -> None:
+    sim = await simulator_factory()
+    async with fast_engine(sim.port_path) as at, make_l610(at) as modem:
+        async with ModemCoap(modem, FAST, oscore=contexts) as coap:
+            request = asyncio.ensure_future(
+                coap.request(
+                    Message(code=GET, uri=oscore_server.uri("/slow?5")), timeout=10, oscore=ALIAS
+                )
+            )
+            await eventually(lambda: sim.stats.datagrams_in >= 1)
+        with pytest.raises(Cancelled, match="shutting down"):
+            await request
