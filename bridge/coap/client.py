@@ -224,10 +224,21 @@ class ModemCoap:
         return observation
 
     def set_unmatched_handler(self, handler: Callable[[Any], None]) -> None:
-        """Call `handler(message)` for each decoded response that matched no request."""
+        """Call `handler(message)` for each decoded response that matched no request.
+
+        OSCORE-protected ones are left out: without their request they can be neither
+        verified nor read (typically the notification after a cancelled observation).
+        """
         if self._mman is None:
             raise Cancelled("the CoAP client is not running (closed or not started)")
-        self._mman.on_unmatched_response = handler
+
+        def unmatched(message: Any) -> None:
+            if message.opt.oscore is None:
+                handler(message)
+            else:
+                logger.debug("dropped an unmatched OSCORE-protected %s", message.code)
+
+        self._mman.on_unmatched_response = unmatched
 
     def stats(self) -> CoapStats:
         """A copy of the counters, with the gauges as they are now."""

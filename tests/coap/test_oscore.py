@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiocoap import GET, PUT, Message
@@ -78,6 +79,8 @@ async def test_4k_put_then_get_back_in_inner_blocks_that_fit_one_datagram(
 
 
 async def test_observe_is_protected(protected: Stack, oscore_server: OscoreServer) -> None:
+    unmatched: list[Any] = []
+    protected.coap.set_unmatched_handler(unmatched.append)
     observation = protected.coap.observe(
         Message(code=GET, uri=oscore_server.uri("/time")), timeout=5, oscore=ALIAS
     )
@@ -100,6 +103,8 @@ async def test_observe_is_protected(protected: Stack, oscore_server: OscoreServe
         await asyncio.sleep(0.05)
     else:
         raise AssertionError("the server still has an observer 3 s after the cancel")
+    # The notification that met the RST is not handed on: it cannot be read.
+    assert unmatched == []
 
 
 async def test_separate_response_is_protected(
