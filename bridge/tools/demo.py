@@ -4,6 +4,8 @@ Starts a private mosquitto on a free loopback port, a sample aiocoap server, the
 simulator (with 50 ms of simulated cellular latency), and the daemon itself as a
 separate process, exactly as systemd would run it. Then it shows real round trips over
 MQTT and keeps everything running until Ctrl-C so you can send your own requests.
+The sample server also serves `/secret` with OSCORE only (RFC 8613), with a fresh
+security context the bridge uses as the alias `secure`.
 """
 
 from __future__ import annotations
@@ -22,9 +24,15 @@ from pathlib import Path
 
 import aiocoap
 import aiocoap.resource as resource
+from aiocoap import error as coap_error
+from aiocoap import oscore
+from aiocoap.credentials import CredentialsMap
+from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
+from aiocoap.transports.oscore import OSCOREAddress
 
 from bridge.errors import BridgeError
 from bridge.tools.loopback import free_port, mosquitto_binary, wait_for_tcp
+from bridge.tools.oscore_contexts import ContextPair, write_pair
 from bridge.tools.rr import BrokerTarget, RequestJob, run_request, wait_until_online
 
 LARGE_BODY = bytes(range(32, 127)) * 32  # 3040 bytes: twelve 256-byte blocks
@@ -42,6 +50,15 @@ class Hello(resource.Resource):
 class Large(resource.Resource):
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
         return aiocoap.Message(payload=LARGE_BODY, content_format=0)
+
+
+class Secret(resource.Resource):
+    """Answers OSCORE-protected requests only (4.01 Unauthorized to plaintext)."""
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        if not isinstance(request.remote, OSCOREAddress):
+            raise coap_error.Unauthorized("OSCORE required")
+        return aiocoap.Message(payload=b"Protected end to end with OSCORE", content_format=0)
 
 
 class Clock(resource.ObservableResource):
@@ -76,19 +93,23 @@ def coap_site() -> resource.Site:
     site.add_resource(["hello"], Hello())
     site.add_resource(["large"], Large())
     site.add_resource(["time"], Clock())
+    site.add_resource(["secret"], Secret())
     return site
 
 
 @contextlib.contextmanager
-def coap_server(port: int) -> Iterator[None]:
-    """Run the sample server on its own event loop thread."""
+def coap_server(port: int, oscore_context: Path) -> Iterator[None]:
+    """Run the sample server on its own event loop thread; plaintext and OSCORE."""
     loop = asyncio.new_event_loop()
     started = threading.Event()
     stop: asyncio.Future[None] | None = None
 
     async def serve() -> None:
         nonlocal stop
-        context = await aiocoap.Context.create_server_context(coap_site(), bind=("127.0.0.1", port))
+        credentials = CredentialsMap()
+        credentials[":bridge"] = oscore.FilesystemSecurityContext(str(oscore_context))
+        site = OscoreSiteWrapper(coap_site(), credentials)
+        context = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port))
         stop = loop.create_future()
         started.set()
         await stop
@@ -122,7 +143,9 @@ def process(args: list[str], name: str, **kwargs: object) -> Iterator[subprocess
                 child.wait()
 
 
-def write_configs(workdir: Path, mqtt_port: int, coap_port: int, pty_path: str) -> Path:
+def write_configs(
+    workdir: Path, mqtt_port: int, coap_port: int, pty_path: str, contexts: ContextPair
+) -> Path:
     (workdir / "mosquitto.conf").write_text(
         f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\n"
         f"persistence true\npersistence_location {workdir}/\n"
@@ -141,6 +164,13 @@ coap:
     demo:
       host: 127.0.0.1
       port: {coap_port}
+    secure:
+      host: 127.0.0.1
+      port: {coap_port}
+      oscore:
+        context_dir: {contexts.client}
+      # The same server also serves plaintext resources (the alias demo).
+      require_oscore: false
   default_timeout: 30
 health_interval: 10
 """
@@ -158,8 +188,12 @@ def run_demo(*, log_format: str | None, log_level: str | None, wait: bool = True
     coap_port = free_port(socket.SOCK_DGRAM)
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="coap-bridge-demo-")))
-        stack.enter_context(coap_server(coap_port))
-        show(f"sample CoAP server on coap://127.0.0.1:{coap_port} (/hello, /large, /time)")
+        contexts = write_pair(workdir / "oscore")
+        stack.enter_context(coap_server(coap_port, contexts.server))
+        show(
+            f"sample CoAP server on coap://127.0.0.1:{coap_port} "
+            "(/hello, /large, /time; /secret with OSCORE only)"
+        )
 
         simulator = stack.enter_context(
             process(
@@ -174,7 +208,7 @@ def run_demo(*, log_format: str | None, log_level: str | None, wait: bool = True
             raise DemoError("the simulator did not print its port path")
         show(f"L610 simulator on {pty_path} (50 ms added each way)")
 
-        config = write_configs(workdir, mqtt_port, coap_port, pty_path)
+        config = write_configs(workdir, mqtt_port, coap_port, pty_path, contexts)
         stack.enter_context(
             process(
                 [mosquitto_binary(), "-c", str(workdir / "mosquitto.conf")],
@@ -223,6 +257,11 @@ def run_demo(*, log_format: str | None, log_level: str | None, wait: bool = True
                 stream=True,
                 max_answers=3,
             ),
+        )
+        show("GET coap://secure/secret (protected end to end with OSCORE, RFC 8613)")
+        status |= run_request(
+            target,
+            RequestJob(base, {"id": "demo-4", "method": "GET", "uri": "coap://secure/secret"}, 60),
         )
         print(
             f"""
