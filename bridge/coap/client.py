@@ -27,13 +27,7 @@ from aiocoap.tokenmanager import TokenManager
 from bridge.coap.limits import check_request_fits
 from bridge.coap.messages import PipeliningMessageManager
 from bridge.coap.modem_port import CoapModem
-from bridge.coap.oscore import (
-    OscoreRemote,
-    OscoreTransport,
-    SecurityContexts,
-    protection_overhead,
-    security_error,
-)
+from bridge.coap.oscore import OscoreTransport, SecurityContexts, security_error
 from bridge.coap.remote import ModemRemote, remote_of
 from bridge.coap.stats import CoapStats
 from bridge.coap.transport import ModemMessageInterface, TransportFailure
@@ -46,7 +40,6 @@ from bridge.errors import (
     InvalidRequest,
     ModemError,
     ModemUnavailable,
-    SecurityError,
 )
 
 logger = logging.getLogger(__name__)
@@ -105,7 +98,7 @@ class ModemCoap:
     ) -> None:
         self._modem = modem
         self._settings = settings or CoapTransportSettings()
-        self._oscore = oscore
+        self._oscore = oscore or SecurityContexts({})
         self._tuning = self._settings.transport_tuning()
         self._stack: AsyncExitStack | None = None
         self._context: Any = None
@@ -134,7 +127,7 @@ class ModemCoap:
         mman.message_interface = transport
         token_manager.token_interface = mman
         context.request_interfaces.append(token_manager)
-        if self._oscore is not None and self._oscore.aliases:
+        if self._oscore.aliases:
             # First, as in aiocoap's own contexts: it takes the requests addressed to an
             # OscoreRemote and sends their protected form through the token manager.
             context.request_interfaces.insert(0, OscoreTransport(context, spawn=tasks.create_task))
@@ -224,21 +217,10 @@ class ModemCoap:
         return observation
 
     def set_unmatched_handler(self, handler: Callable[[Any], None]) -> None:
-        """Call `handler(message)` for each decoded response that matched no request.
-
-        OSCORE-protected ones are left out: without their request they can be neither
-        verified nor read (typically the notification after a cancelled observation).
-        """
+        """Call `handler(message)` for each decoded response that matched no request."""
         if self._mman is None:
             raise Cancelled("the CoAP client is not running (closed or not started)")
-
-        def unmatched(message: Any) -> None:
-            if message.opt.oscore is None:
-                handler(message)
-            else:
-                logger.debug("dropped an unmatched OSCORE-protected %s", message.code)
-
-        self._mman.on_unmatched_response = unmatched
+        self._mman.on_unmatched_response = handler
 
     def stats(self) -> CoapStats:
         """A copy of the counters, with the gauges as they are now."""
@@ -271,18 +253,11 @@ class ModemCoap:
             raise InvalidRequest(
                 f"only coap:// URIs go through the modem, not {message.requested_scheme}://"
             )
-        context = None
-        if oscore is not None:
-            if self._oscore is None:
-                raise SecurityError(f"no OSCORE context is configured for {oscore}")
-            context = self._oscore.context(oscore)
-        overhead = 0 if context is None else protection_overhead(context)
+        overhead = 0 if oscore is None else self._oscore.readdress(message, remote, oscore)
         check_request_fits(message, remote.label, overhead=overhead)
         # A message still carrying aiocoap's default parameters gets ours.
         if type(message.transport_tuning) is TransportTuning:
             message.transport_tuning = self._tuning
-        if context is not None:
-            message.remote = OscoreRemote(context, remote)
         return remote
 
     async def _response(self, exchange: Any, remote: ModemRemote) -> Any:

@@ -70,13 +70,16 @@ class PipeliningMessageManager(MessageManager):
         # Set to None by aiocoap's shutdown, hence not typed as the counting map.
         self._active_exchanges: Any = _ExchangesByRemote()
         self.nstart = nstart
-        # Told about every response that matched no request (late answers, stray
-        # notifications); aiocoap still RSTs the CON ones as RFC 7252 §4.2 asks.
+        # Told about every readable response that matched no request (late answers,
+        # stray notifications); aiocoap still RSTs the CON ones as RFC 7252 §4.2 asks.
         self.on_unmatched_response: Callable[[Any], None] | None = None
 
     def _process_response(self, response: Any) -> bool:
         matched: bool = super()._process_response(response)
-        if not matched and self.on_unmatched_response is not None:
+        # An OSCORE-protected one cannot be verified or read without its request
+        # (typically the notification that follows a cancelled observation).
+        unreadable = response.opt.oscore is not None
+        if not matched and not unreadable and self.on_unmatched_response is not None:
             try:
                 self.on_unmatched_response(response)
             except Exception:

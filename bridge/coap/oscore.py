@@ -115,11 +115,14 @@ class SecurityContexts:
         if entry is None:
             raise SecurityError(f"no OSCORE context is configured for {alias}")
         if entry.problem is not None:
-            raise entry.problem
+            raise SecurityError(str(entry.problem))
         return entry.context
 
-    def remote(self, alias: str, remote: ModemRemote) -> OscoreRemote:
-        return OscoreRemote(self.context(alias), remote)
+    def readdress(self, message: Any, remote: ModemRemote, alias: str) -> int:
+        """Address `message` to `remote` under the alias's context; the bytes OSCORE adds."""
+        context = self.context(alias)
+        message.remote = OscoreRemote(context, remote)
+        return protection_overhead(context)
 
     def close(self) -> None:
         """Write back the sequence numbers actually used and release the lock files."""
