@@ -1,4 +1,5 @@
-"""OSCORE's share of the 512-byte datagram, and the inner block size, without I/O."""
+"""OSCORE's share of the 512-byte datagram, the inner block size, and OSCORE failures as
+the bridge's errors, without I/O."""
 
 from __future__ import annotations
 
@@ -8,14 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiocoap import FETCH, GET, PUT, Message
+from aiocoap import FETCH, GET, PUT, UNAUTHORIZED, Message, oscore
+from aiocoap import error as coap_error
 from aiocoap.numbers.types import CON
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.coap.limits import add_early_block2, first_datagram
-from bridge.coap.oscore import OscoreRemote, SecurityContexts, protection_overhead
+from bridge.coap.oscore import (
+    OscoreRemote,
+    SecurityContexts,
+    protection_overhead,
+    security_error,
+)
 from bridge.coap.remote import ModemRemote
+from bridge.errors import SecurityError
 from tests.fixtures.oscore_server import (
     CLIENT_ID_HEX,
     MASTER_SECRET_HEX,
@@ -89,3 +97,33 @@ def test_inner_blocks_are_256_bytes_and_early_block2_is_inner_only(context: Any)
     assert remote.maximum_payload_size == 256
     assert tuple(inner.opt.block2) == (0, False, 4)
     assert outer.opt.block2 is None
+
+
+@pytest.mark.parametrize(
+    ("exception", "expected"),
+    [
+        (oscore.ProtectionInvalid("Tag invalid"), "failed OSCORE verification (Tag invalid)"),
+        (oscore.ReplayError("Sequence number was reused"), "was refused as a replay"),
+        (oscore.ContextUnavailable("exhausted"), "cannot protect more requests"),
+        (
+            oscore.NotAProtectedMessage(
+                "No Object-Security option present",
+                Message(code=UNAUTHORIZED, payload=b"Security context not found"),
+            ),
+            '4.01 Unauthorized ("Security context not found") without OSCORE protection',
+        ),
+    ],
+)
+def test_oscore_failures_are_security_errors_naming_the_alias(
+    exception: Exception, expected: str
+) -> None:
+    error = security_error(exception, "meters", "10.0.0.5:5683")
+
+    assert isinstance(error, SecurityError)
+    assert error.kind == "security"
+    assert "meters" in str(error)
+    assert expected in str(error)
+
+
+def test_other_failures_are_not_security_errors() -> None:
+    assert security_error(coap_error.ConRetransmitsExceeded("gone"), "meters", "h:1") is None
