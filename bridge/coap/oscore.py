@@ -186,14 +186,21 @@ def _load_context(alias: str, context_dir: str) -> Any:
 
 
 def _register_key_material(context_dir: str) -> None:
-    """Redact the master secret and salt from every log line, whatever their encoding."""
-    with contextlib.suppress(OSError, ValueError):
-        with open(os.path.join(context_dir, "settings.json"), encoding="utf-8") as settings:
+    """Redact the master secret and salt from every log line, whatever their encoding.
+
+    aiocoap reads them from settings.json or secret.json (never both for one key).
+    """
+    for name in ("settings.json", "secret.json"):
+        data: object = None
+        with (
+            contextlib.suppress(OSError, ValueError),
+            open(os.path.join(context_dir, name), encoding="utf-8") as settings,
+        ):
             data = json.load(settings)
         if not isinstance(data, dict):
-            return
-        for name in ("secret", "salt"):
-            for text in _encodings(data.get(f"{name}_hex"), data.get(f"{name}_ascii")):
+            continue
+        for key in ("secret", "salt"):
+            for text in _encodings(data.get(f"{key}_hex"), data.get(f"{key}_ascii")):
                 register_secret(text)
 
 

@@ -3,6 +3,7 @@ the bridge's errors, without I/O."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +25,10 @@ from bridge.coap.oscore import (
 )
 from bridge.coap.remote import ModemRemote
 from bridge.errors import SecurityError
+from bridge.ops.logs import redact
 from tests.fixtures.oscore_server import (
     CLIENT_ID_HEX,
+    MASTER_SALT_HEX,
     MASTER_SECRET_HEX,
     SERVER_ID_HEX,
     write_context,
@@ -127,3 +130,28 @@ def test_oscore_failures_are_security_errors_naming_the_alias(
 
 def test_other_failures_are_not_security_errors() -> None:
     assert security_error(coap_error.ConRetransmitsExceeded("gone"), "meters", "h:1") is None
+
+
+def test_key_material_of_a_loaded_context_is_redacted_from_logs(tmp_path: Path) -> None:
+    directory = tmp_path / "split"
+    directory.mkdir(mode=0o700)
+    # The secret in secret.json, the rest in settings.json: both are read.
+    (directory / "settings.json").write_text(
+        json.dumps({"sender-id_hex": "", "recipient-id_hex": "01", "salt_hex": MASTER_SALT_HEX})
+    )
+    (directory / "secret.json").write_text(json.dumps({"secret_ascii": "Open-sesame-0042"}))
+    with SecurityContexts.load({"split": str(directory)}) as contexts:
+        context = contexts.context("split")
+        line = " ".join(
+            [
+                "Open-sesame-0042",
+                b"Open-sesame-0042".hex(),
+                MASTER_SALT_HEX,
+                MASTER_SALT_HEX.upper(),
+                context.sender_key.hex(),
+                context.recipient_key.hex(),
+                context.common_iv.hex(),
+            ]
+        )
+
+    assert redact(line) == " ".join(["***"] * 7)
