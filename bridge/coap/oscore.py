@@ -207,6 +207,7 @@ def _register_key_material(context_dir: str) -> None:
 def _encodings(hex_text: object, ascii_text: object) -> Iterator[str]:
     raw = b""
     if isinstance(hex_text, str):
+        yield hex_text
         with contextlib.suppress(ValueError):
             raw = bytes.fromhex(hex_text)
     elif isinstance(ascii_text, str):
