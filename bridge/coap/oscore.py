@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 # At debug level it logs derivation inputs (the master salt), nonces and plaintexts.
 _CRYPTO_LOGGER = "aiocoap.cryptography"
+_SHORTEST_REDACTED = 8
 # The pipe of the OSCORE request a task is protecting (each runs in its own task).
 _CURRENT_PIPE: ContextVar[Any] = ContextVar("oscore_pipe")
 
@@ -201,7 +202,10 @@ def _register_key_material(context_dir: str) -> None:
             continue
         for key in ("secret", "salt"):
             for text in _encodings(data.get(f"{key}_hex"), data.get(f"{key}_ascii")):
-                register_secret(text)
+                # A salt of a byte or two is no secret, and redacting it would blank
+                # out every match of those few hex digits in every line.
+                if len(text) >= _SHORTEST_REDACTED:
+                    register_secret(text)
 
 
 def _encodings(hex_text: object, ascii_text: object) -> Iterator[str]:
