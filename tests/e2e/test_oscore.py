@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from tests.fixtures.coap_servers import ROOT_TEXT
-from tests.fixtures.daemon import HOST, BridgeStack, BridgeStackFactory
+from tests.fixtures.daemon import BridgeStack, BridgeStackFactory
 from tests.fixtures.oscore_server import (
     CLIENT_DERIVED_HEX,
+    HOST,
     MASTER_SALT_HEX,
     MASTER_SECRET_HEX,
     WRONG_SECRET_HEX,
