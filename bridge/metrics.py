@@ -22,6 +22,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
+from bridge.config import listen_address
+
 log = logging.getLogger(__name__)
 
 PREFIX: Final = "mqtt_coap_bridge"
@@ -157,15 +159,6 @@ class BridgeMetrics:
         return encoder(self.registry), content_type
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`host:port` or `[v6]:port` -> (host, port); port 0 picks a free one. ValueError."""
-    host, sep, port_text = listen.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
-        raise ValueError(f'{listen!r} must be host:port, such as "127.0.0.1:9108"')
-    return host, int(port_text)
-
-
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -180,7 +173,7 @@ class MetricsServer:
 
     def __init__(self, metrics: BridgeMetrics, listen: str) -> None:
         self._metrics = metrics
-        self._host, self._port = parse_listen(listen)
+        self._host, self._port = listen_address(listen)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
 
@@ -199,7 +192,17 @@ class MetricsServer:
                 self._host,
                 self._port,
             )
-        self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        try:
+            self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        except OSError as exc:
+            # The bridge serves on without metrics rather than not at all.
+            log.error(
+                "metrics not served: cannot listen on %s:%d (%s); fix metrics.listen and reload",
+                self._host,
+                self._port,
+                exc.strerror or exc,
+            )
+            return self
         log.info("metrics on http://%s:%d/metrics", self._host, self.port)
         return self
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.metrics import BridgeMetrics, MetricsServer, is_loopback, parse_listen
+from bridge.config import listen_address
+from bridge.metrics import BridgeMetrics, MetricsServer, is_loopback
 
 HEALTH: dict[str, Any] = {
     "state": "online",
@@ -158,7 +159,7 @@ async def test_listening_beyond_loopback_is_a_warning(caplog: pytest.LogCaptureF
     ],
 )
 def test_listen_addresses(listen: str, expected: tuple[str, int]) -> None:
-    assert parse_listen(listen) == expected
+    assert listen_address(listen) == expected
 
 
 @pytest.mark.parametrize(
@@ -166,9 +167,22 @@ def test_listen_addresses(listen: str, expected: tuple[str, int]) -> None:
 )
 def test_bad_listen_addresses(listen: str) -> None:
     with pytest.raises(ValueError, match="host:port"):
-        parse_listen(listen)
+        listen_address(listen)
 
 
 def test_loopback() -> None:
     assert [is_loopback(h) for h in ("127.0.0.1", "127.3.0.1", "::1", "localhost")] == [True] * 4
     assert [is_loopback(h) for h in ("0.0.0.0", "::", "192.0.2.1", "gw.example")] == [False] * 4
+
+
+async def test_a_port_in_use_costs_the_metrics_only(caplog: pytest.LogCaptureFixture) -> None:
+    holder = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    port = holder.sockets[0].getsockname()[1]
+    try:
+        async with MetricsServer(BridgeMetrics(lambda: HEALTH), f"127.0.0.1:{port}"):
+            pass
+    finally:
+        holder.close()
+        await holder.wait_closed()
+    [record] = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert f"cannot listen on 127.0.0.1:{port}" in record.getMessage()
