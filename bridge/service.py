@@ -23,13 +23,13 @@ from bridge.backoff import Backoff
 from bridge.coap import CoapTransportSettings, ModemCoap
 from bridge.config import Settings, load_config, load_password
 from bridge.errors import BridgeError, ConfigError
-from bridge.info import info_object
 from bridge.mapping import CoapRequests, unsolicited_to_json
-from bridge.metrics import BridgeMetrics, MetricsServer
 from bridge.modem.l610 import L610
 from bridge.mqtt import FrontSettings, MqttClient, MqttClientSettings, MqttStats, RequestFront
 from bridge.ops import sdnotify
+from bridge.ops.info import info_object
 from bridge.ops.logs import configure_logging, register_secret
+from bridge.ops.metrics import BridgeMetrics, MetricsServer
 
 log = logging.getLogger(__name__)
 

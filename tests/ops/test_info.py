@@ -6,8 +6,8 @@ import json
 
 from bridge import __version__
 from bridge.config import Settings
-from bridge.info import info_object
 from bridge.mapping.schema import request_schema
+from bridge.ops.info import info_object
 from tests.fixtures.contract import CONTRACT
 
 

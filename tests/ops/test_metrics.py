@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.config import listen_address
-from bridge.metrics import BridgeMetrics, MetricsServer, is_loopback
+from bridge.ops.metrics import BridgeMetrics, MetricsServer, is_loopback
 
 HEALTH: dict[str, Any] = {
     "state": "online",
@@ -138,7 +138,7 @@ async def test_other_paths_and_methods_are_refused() -> None:
 
 
 async def test_listening_beyond_loopback_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="bridge.metrics")
+    caplog.set_level(logging.INFO, logger="bridge.ops.metrics")
     async with MetricsServer(BridgeMetrics(lambda: HEALTH), "0.0.0.0:0"):
         pass
     warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
