@@ -7,7 +7,8 @@ raising means no usable id); `serve(envelope)` yields one answer for a plain req
 one per notification for an observation; `error(request_id, exc)` is the contract's
 error object. A request is acked after its first answer was acknowledged by the broker,
 served at most `max_in_flight` at a time, deduplicated by id for `dedupe_window`
-seconds, and answered `cancelled` on a cancel request or at shutdown.
+seconds, and answered `cancelled` on a cancel request or at shutdown. `set_info()`
+keeps the retained `<base>/info` published; `on_answer` hears of each first answer.
 """
 
 from __future__ import annotations
