@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bridge import __version__
-from tests.fixtures.daemon import GATEWAY_ID, BridgeStack, BridgeStackFactory
+from tests.fixtures.daemon import BridgeStack, BridgeStackFactory
+from tests.fixtures.daemon_config import GATEWAY_ID
 
 pytestmark = pytest.mark.timeout(60)
 
