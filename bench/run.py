@@ -43,6 +43,7 @@ from bench.driver import RequestFactory, RunResult
 from bench.floors import coap_floor, mqtt_floor
 from bench.gateway import Gateway, LineUse, gateway
 from bench.oscore import SECURE_ALIAS, exchange_cost
+from bench.plot import plot_report, scaling_runs
 from bench.stack import (
     CoapServers,
     DaemonSettings,
@@ -409,7 +410,9 @@ class Bench:
         make_request: RequestFactory,
     ) -> None:
         link = "line" if profile.baud else "fast"
-        result, line = self.measure(case, f"scaling {link} {name}", count, in_flight, make_request)
+        label = f"scaling {link} {name}"
+        result, line = self.measure(case, label, count, in_flight, make_request)
+        self.report.runs[label]["link"] = profile.describe()
         add = self.report.add
         add(Figure("scaling", f"{link} {name}: throughput", result.throughput, "req/s"))
         add(Figure("scaling", f"{link} {name}: p50 latency", result.latency_ms(0.5), "ms"))
@@ -418,6 +421,7 @@ class Bench:
         add(Figure("scaling", f"{link} {name}: not ok", errors, "req"))
         if profile.baud:
             limit = line_limit(result, line)
+            self.report.runs[label]["line_limit"] = round(limit, 1)
             ratio = result.throughput / limit if limit else float("nan")
             add(Figure("scaling", f"{link} {name}: of line limit", ratio, "x"))
 
@@ -545,8 +549,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n" + render_table(bench.report.figures))
     path = options.json or RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(bench.report.as_json(options), indent=2) + "\n")
+    report = bench.report.as_json(options)
+    path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nJSON: {path}")
+    if scaling_runs(report):
+        print(f"plot: {plot_report(report, path.with_suffix('.png'))}")
     return status
 
 

@@ -28,7 +28,9 @@ from bridge.mapping import CoapRequests, unsolicited_to_json
 from bridge.modem.l610 import L610
 from bridge.mqtt import FrontSettings, MqttClient, MqttClientSettings, MqttStats, RequestFront
 from bridge.ops import sdnotify
+from bridge.ops.info import info_object
 from bridge.ops.logs import configure_logging, register_secret
+from bridge.ops.metrics import BridgeMetrics, MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,8 @@ class Daemon:
         self._modem: L610 | None = None
         self._coap: ModemCoap | None = None
         self._counters: MqttStats | None = None
+        # Created once: its answer counts and latencies outlive a restart of the layers.
+        self._metrics = BridgeMetrics(self._metrics_health)
 
     # -- signals -------------------------------------------------------------------------
 
@@ -145,6 +149,7 @@ class Daemon:
             else:
                 if self._handler is not None:
                     self._handler.settings = new
+                self._publish_info()
                 log.info("config reloaded from %s; applied live", self._config_path)
         sdnotify.ready()
         if self._front is not None:
@@ -165,6 +170,17 @@ class Daemon:
         if self._front is not None:
             health["coap"] = {**health.get("coap", {}), "waiting": self._front.waiting}
         return health
+
+    def _metrics_health(self) -> dict[str, Any]:
+        """What a scrape reads: the published health object, offline between stacks."""
+        if self._front is not None:
+            return self._front.health_snapshot()
+        return {**self.health(), "state": "offline"}
+
+    def _publish_info(self) -> None:
+        if self._front is not None and self._modem is not None:
+            modems = [self._modem.health().as_dict()]
+            self._front.set_info(info_object(self.settings, modems))
 
     def _publish_unsolicited(self, message: Any) -> None:
         remote = str(getattr(message.remote, "hostinfo", message.remote))
@@ -233,7 +249,13 @@ class Daemon:
             self._coap = coap
             self._handler = CoapRequests(settings, coap)
             front = await stack.enter_async_context(
-                RequestFront(client, self._handler, front_settings(settings), health=self.health)
+                RequestFront(
+                    client,
+                    self._handler,
+                    front_settings(settings),
+                    health=self.health,
+                    on_answer=self._metrics.answered,
+                )
             )
             # Counters describe the process, not one incarnation of the layers.
             if self._counters is None:
@@ -245,6 +267,11 @@ class Daemon:
             modem.add_reset_listener(self._health_changed)
             stack.callback(self._forget_layers)
             stack.callback(sdnotify.stopping)
+            if settings.metrics.listen:
+                await stack.enter_async_context(
+                    MetricsServer(self._metrics, settings.metrics.listen)
+                )
+            self._publish_info()  # and on every connect
             if not await self._wait_either(client.wait_connected()):
                 return
             sdnotify.ready()

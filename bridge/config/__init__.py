@@ -4,12 +4,13 @@
 `load_password` reads `mqtt.password_file`; `describe` is the `check-config` line.
 """
 
-from bridge.config.hosts import normalize_host
+from bridge.config.hosts import listen_address, normalize_host
 from bridge.config.loader import load_config
 from bridge.config.models import (
     CoapServer,
     CoapSettings,
     LoggingSettings,
+    MetricsSettings,
     ModemSettings,
     MqttSettings,
     OscoreSettings,
@@ -24,6 +25,7 @@ __all__ = [
     "CoapServer",
     "CoapSettings",
     "LoggingSettings",
+    "MetricsSettings",
     "ModemSettings",
     "MqttProtocol",
     "MqttSettings",
@@ -31,6 +33,7 @@ __all__ = [
     "Settings",
     "TlsSettings",
     "describe",
+    "listen_address",
     "load_config",
     "load_password",
     "normalize_host",

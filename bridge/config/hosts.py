@@ -1,4 +1,4 @@
-"""CoAP target host names as the config stores and the request mapping compares them."""
+"""Host names and addresses as the config stores them: CoAP targets, listen addresses."""
 
 from __future__ import annotations
 
@@ -30,3 +30,12 @@ def normalize_host(text: str) -> str:
     if not name or len(name) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
         raise ValueError(f"{text!r} is not a host name or IP address")
     return name
+
+
+def listen_address(listen: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` -> (host, port); port 0 picks a free one. ValueError."""
+    host, sep, port_text = listen.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+        raise ValueError(f'{listen!r} must be host:port, such as "127.0.0.1:9108"')
+    return host, int(port_text)

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from bridge.config.hosts import normalize_host
+from bridge.config.hosts import listen_address, normalize_host
 from bridge.config.oscore import oscore_context_problem
 from bridge.config.password import password_file_problem
 from bridge.mqtt.settings import MqttProtocol, TlsSettings
@@ -264,12 +264,25 @@ class CoapSettings(_Section):
         }
 
 
+class MetricsSettings(_Section):
+    """Prometheus metrics: off unless `listen` names an address."""
+
+    listen: str = ""
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value:
+            listen_address(value)
+        return value
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
 
 
-_SECTIONS = ("modem", "mqtt", "coap", "logging")
+_SECTIONS = ("modem", "mqtt", "coap", "metrics", "logging")
 
 
 class Settings(_Section):
@@ -282,6 +295,7 @@ class Settings(_Section):
     # Kept below the unit's TimeoutStopSec (30 s) minus the MQTT goodbye (about 6 s).
     shutdown_grace: Seconds = Field(default=20.0, le=600)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @model_validator(mode="before")
     @classmethod

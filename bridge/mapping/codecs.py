@@ -3,7 +3,9 @@
 Content formats are CoAP numbers (RFC 7252 §12.3), named after aiocoap's copy of the
 IANA registry. `encode_payload` builds a request payload; `decode_payload` gives a
 response's `payload`/`payload_encoding`, falling back to base64 when the payload does
-not parse as its format; what it returns always survives `json.dumps(allow_nan=False)`.
+not parse as its format. Without a Content-Format, readable UTF-8 (no control
+characters but tab, CR, LF) and any UTF-8 diagnostic payload of a 4.xx/5.xx are text.
+What it returns always survives `json.dumps(allow_nan=False)`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import datetime
 import io
 import json
 import math
+import re
 from enum import Enum, StrEnum
 from typing import cast
 
@@ -27,6 +30,9 @@ HEX_PREFIX = "hex:"
 # Names people write that the registry spells differently (RFC 7252 §12.3 registers
 # text/plain only with its charset).
 _NAME_ALIASES = {"text/plain": 0}
+
+# Unicode's control characters (C0, DEL, C1) except tab, LF and CR.
+_UNREADABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 class PayloadEncoding(StrEnum):
@@ -147,11 +153,16 @@ def decode_hex(text: str, *, what: str) -> bytes:
 # --- responses: bytes -> JSON value -----------------------------------------------------
 
 
-def decode_payload(payload: bytes, content_format: int | None) -> tuple[JsonValue, PayloadEncoding]:
+def decode_payload(
+    payload: bytes, content_format: int | None, *, diagnostic: bool = False
+) -> tuple[JsonValue, PayloadEncoding]:
     """The `payload` and `payload_encoding` fields of a response object.
 
     A payload that does not parse as its declared format falls back to base64 (the
-    `content_format` field still says what the server claimed).
+    `content_format` field still says what the server claimed). Without a content
+    format, readable UTF-8 is text; `diagnostic` (a 4.xx/5.xx, RFC 7252 §5.5.2: its
+    payload is UTF-8 text) lets control characters through, but invalid UTF-8 stays
+    base64 so that no byte is lost.
     """
     if not payload:
         return "", PayloadEncoding.TEXT
@@ -163,6 +174,10 @@ def decode_payload(payload: bytes, content_format: int | None) -> tuple[JsonValu
             return cbor_to_json(_single_cbor_item(payload)), PayloadEncoding.JSON
         if kind is Family.TEXT:
             return payload.decode("utf-8"), PayloadEncoding.TEXT
+        if content_format is None:
+            text = payload.decode("utf-8")
+            if diagnostic or not _UNREADABLE.search(text):
+                return text, PayloadEncoding.TEXT
     except (ValueError, RecursionError, cbor2.CBORDecodeError):
         pass
     return base64.b64encode(payload).decode("ascii"), PayloadEncoding.BASE64

@@ -19,7 +19,9 @@ def _message_fields(message: aiocoap.Message) -> dict[str, JsonValue]:
     code = message.code
     content_format_option = message.opt.content_format
     content_format = None if content_format_option is None else int(content_format_option)
-    payload, encoding = decode_payload(bytes(message.payload), content_format)
+    payload, encoding = decode_payload(
+        bytes(message.payload), content_format, diagnostic=int(code.class_) in (4, 5)
+    )
     return {
         "ok": int(code.class_) == 2,
         "code": str(code.dotted),

@@ -22,7 +22,8 @@ class ModemHealth:
     """A snapshot of the driver: the `modem` member of the MQTT health object.
 
     `state` says in words why the modem is not ready (or "ready"); `generation` counts
-    resets and port losses, every coap_id of an older generation being gone.
+    resets and port losses, every coap_id of an older generation being gone. The AT and
+    line counters are the AT engine's (they start over when the layers restart).
     """
 
     port: str
@@ -38,6 +39,10 @@ class ModemHealth:
     datagrams_in: int
     generation: int
     state: str
+    at_commands: int
+    at_timeouts: int
+    bytes_in: int
+    bytes_out: int
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -170,6 +170,10 @@ class L610:
             datagrams_in=self._datagrams_in,
             generation=self._generation,
             state=self._state,
+            at_commands=self._at.stats.commands,
+            at_timeouts=self._at.stats.timeouts,
+            bytes_in=self._at.stats.bytes_read,
+            bytes_out=self._at.stats.bytes_written,
         )
 
     def set_datagram_handler(self, handler: DatagramHandler) -> None:

@@ -5,7 +5,9 @@ Response Topic with its Correlation Data echoed, else the body's `response_topic
 `<base>/response/<id>`; no usable id: `<base>/response/invalid`). Answers are JSON, QoS
 1, not retained. `deliver()` acks the request once its answer's PUBACK came back, or when
 the broker rejected it (a redelivery would be rejected the same way); not when it was
-dropped or the link went first, so the broker redelivers the request.
+dropped or the link went first, so the broker redelivers the request. `on_answer`,
+if given, hears of each first answer delivered: "response" or the error kind, and the
+seconds since the request arrived.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +29,7 @@ log = logging.getLogger(__name__)
 
 Answer = Mapping[str, Any]
 ErrorAnswer = Callable[[str | None, BaseException], Answer]
+AnswerListener = Callable[[str, float], None]
 JSON_CONTENT_TYPE = "application/json"
 
 
@@ -55,10 +59,17 @@ def error_kind(exc: BaseException) -> str:
 class Answers:
     """Publishes answers through `client`; `error` builds the contract's error object."""
 
-    def __init__(self, client: MqttClient, base_topic: str, error: ErrorAnswer) -> None:
+    def __init__(
+        self,
+        client: MqttClient,
+        base_topic: str,
+        error: ErrorAnswer,
+        on_answer: AnswerListener | None = None,
+    ) -> None:
         self._client = client
         self._base = base_topic
         self._error = error
+        self._on_answer = on_answer
 
     def route(
         self, message: IncomingMessage, request_id: str | None, body_topic: str | None
@@ -132,5 +143,8 @@ class Answers:
         self, message: IncomingMessage, routing: Routing, request_id: str | None, answer: Delivered
     ) -> None:
         """Publish the first answer of `message`'s request, then ack `message` if it may."""
+        if self._on_answer is not None:
+            seconds = time.monotonic() - message.received_at
+            self._on_answer(answer.error_kind or "response", seconds)
         if await self.publish(routing, request_id, answer):
             message.ack()

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -53,6 +54,8 @@ class IncomingMessage:
     response_topic: str | None
     correlation_data: bytes | None
     _ack: Callable[[], bool] = field(repr=False, compare=False)
+    # When it arrived (time.monotonic): where the request's latency starts.
+    received_at: float = field(default_factory=time.monotonic, compare=False)
 
     def ack(self) -> bool:
         """Send the PUBACK. False when the connection it came on is gone (it will be

@@ -7,7 +7,8 @@ raising means no usable id); `serve(envelope)` yields one answer for a plain req
 one per notification for an observation; `error(request_id, exc)` is the contract's
 error object. A request is acked after its first answer was acknowledged by the broker,
 served at most `max_in_flight` at a time, deduplicated by id for `dedupe_window`
-seconds, and answered `cancelled` on a cancel request or at shutdown.
+seconds, and answered `cancelled` on a cancel request or at shutdown. `set_info()`
+keeps the retained `<base>/info` published; `on_answer` hears of each first answer.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from bridge.errors import BridgeError, Cancelled, InvalidRequest
 from bridge.mqtt.answers import (
     JSON_CONTENT_TYPE,
     Answer,
+    AnswerListener,
     Answers,
     Delivered,
     Routing,
@@ -30,7 +32,7 @@ from bridge.mqtt.answers import (
 )
 from bridge.mqtt.client import IncomingMessage, MqttClient
 from bridge.mqtt.dedupe import AnswerCache
-from bridge.mqtt.health import HealthPublisher
+from bridge.mqtt.health import HealthPublisher, InfoPublisher
 from bridge.mqtt.settings import FrontSettings, MqttProtocol
 from bridge.mqtt.stats import MqttStats
 from bridge.mqtt.topics import request_topic, shared_request_filter, unsolicited_topic
@@ -81,12 +83,14 @@ class RequestFront(Generic[RequestT]):
         settings: FrontSettings,
         *,
         health: Callable[[], Mapping[str, Any]] | None = None,
+        on_answer: AnswerListener | None = None,
     ) -> None:
         self._client = client
         self._handler = handler
         self._settings = settings
-        self._answers = Answers(client, settings.base_topic, handler.error)
+        self._answers = Answers(client, settings.base_topic, handler.error, on_answer)
         self._health = HealthPublisher(client, settings, health)
+        self._info = InfoPublisher(client, settings.base_topic)
         self._base = settings.base_topic
         self._request_topics = {request_topic(settings.base_topic)}
         self._slots = asyncio.Semaphore(settings.max_in_flight)
@@ -137,6 +141,10 @@ class RequestFront(Generic[RequestT]):
     def health_snapshot(self) -> dict[str, Any]:
         return self._health.snapshot()
 
+    def set_info(self, info: Answer) -> None:
+        """Publish `<base>/info` (retained) now, and again on every connect."""
+        self._info.set(info)
+
     # -- lifecycle ---------------------------------------------------------------
 
     async def __aenter__(self) -> RequestFront[RequestT]:
@@ -154,6 +162,7 @@ class RequestFront(Generic[RequestT]):
                 )
         self._client.add_subscription(request_topic(self._base))
         self._client.add_connection_listener(self._health.on_connection)
+        self._client.add_connection_listener(self._info.on_connection)
         await self._group.__aenter__()
         await self._requests.__aenter__()
         self._background = [
@@ -250,12 +259,14 @@ class RequestFront(Generic[RequestT]):
         record = self._in_flight.get(request_id)
         if record is not None:
             log.info("request %s redelivered while in flight: attached", request_id)
+            self._client.stats.dedupe_hits += 1
             task = self._spawn("mqtt-duplicate", self._answer_duplicate, message, routing, record)
             record.dependents.append(task)
             return
         cached = self._cache.get(request_id)
         if cached is not None:
             log.info("request %s redelivered: answered from the dedupe cache", request_id)
+            self._client.stats.dedupe_hits += 1
             first = cached if isinstance(cached, Delivered) else Delivered(cached, None)
             self._spawn("mqtt-cached", self._answers.deliver, message, routing, request_id, first)
             return

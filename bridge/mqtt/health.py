@@ -2,7 +2,9 @@
 
 Published every `health_interval` seconds, on each connect, and shortly after `kick()`
 (at most one per `health_min_gap`); the dict from the service's `health` callable with
-the front's counters merged into its `counters`.
+the front's counters merged into its `counters` (and `queued`: answers waiting for
+the broker). `InfoPublisher` keeps the retained `<base>/info` published: when set, and
+on each connect.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from bridge.mqtt.answers import JSON_CONTENT_TYPE
 from bridge.mqtt.client import MqttClient
 from bridge.mqtt.settings import FrontSettings
-from bridge.mqtt.topics import health_topic
+from bridge.mqtt.topics import health_topic, info_topic
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class HealthPublisher:
         health.setdefault("state", "online")
         counters = dict(health.get("counters", {}))
         counters.update(self._client.stats.as_dict())
+        counters["queued"] = self._client.queued
         health["counters"] = counters
         return health
 
@@ -69,3 +72,25 @@ class HealthPublisher:
         """A connection listener for the client: publish on each connect."""
         if up:
             self._kick.set()
+
+
+class InfoPublisher:
+    def __init__(self, client: MqttClient, base_topic: str) -> None:
+        self._client = client
+        self._topic = info_topic(base_topic)
+        self._payload: bytes | None = None
+
+    def set(self, info: Mapping[str, Any]) -> None:
+        """Publish `info` now (when connected), and again on every connect."""
+        self._payload = json.dumps(info).encode()
+        self._publish()
+
+    def on_connection(self, up: bool) -> None:
+        if up:
+            self._publish()
+
+    def _publish(self) -> None:
+        if self._payload is not None and self._client.connected:
+            self._client.publish(
+                self._topic, self._payload, retain=True, content_type=JSON_CONTENT_TYPE
+            )

@@ -66,6 +66,10 @@ def unsolicited_topic(base: str) -> str:
     return f"{base}/unsolicited"
 
 
+def info_topic(base: str) -> str:
+    return f"{base}/info"
+
+
 def shared_request_filter(shared_group: str, pool_topic: str) -> str:
     """The fleet-mode subscription (MQTT 5 shared subscription, §4.8.2)."""
     return f"$share/{shared_group}/{pool_topic}/request"

@@ -1,1 +1,2 @@
-"""Operations: logging set-up and the systemd notification client."""
+"""Operations: logging set-up, the systemd notification client, the Prometheus metrics
+and the `<base>/info` object."""

@@ -195,6 +195,11 @@ BROKEN = [
         "coap.allow_hosts.1 (line 6)",
         id="allow-host",
     ),
+    pytest.param(
+        MINIMAL + "metrics:\n  listen: '9108'\n",
+        "metrics.listen (line 4): '9108' must be host:port",
+        id="metrics-listen",
+    ),
     pytest.param(MINIMAL + "modem:\n  port: /dev/x\n", "modem (line 3): duplicate key", id="dup"),
     pytest.param(MINIMAL + "mqtt: [1, 2\n", "line 4, column 1: YAML syntax error", id="syntax"),
     pytest.param("- 1\n- 2\n", "must be a mapping", id="top-list"),

@@ -113,14 +113,54 @@ def test_any_response_payload_decodes_to_strict_json(
         (b"</time>;obs", 40, ("</time>;obs", PayloadEncoding.TEXT)),
         ("héllo".encode(), 0, ("héllo", PayloadEncoding.TEXT)),
         (b"\xff\xfe", 0, ("//4=", PayloadEncoding.BASE64)),
-        (b"hi", None, ("aGk=", PayloadEncoding.BASE64)),
         (b"hi", 42, ("aGk=", PayloadEncoding.BASE64)),
+        # No content format: readable UTF-8 is text, anything else base64.
+        (b"hi", None, ("hi", PayloadEncoding.TEXT)),
+        ("line 1\tü\r\nline 2\n".encode(), None, ("line 1\tü\r\nline 2\n", PayloadEncoding.TEXT)),
+        (b"\x00hi", None, ("AGhp", PayloadEncoding.BASE64)),
+        (b"\x1b[31mred", None, ("G1szMW1yZWQ=", PayloadEncoding.BASE64)),
+        (b"\x7f", None, ("fw==", PayloadEncoding.BASE64)),
+        ("\x85".encode(), None, ("woU=", PayloadEncoding.BASE64)),  # C1 control (NEL)
+        (b"\xa1\x61t\x01", None, ("oWF0AQ==", PayloadEncoding.BASE64)),  # CBOR, unlabelled
+        (b"caf\xc3", None, ("Y2Fmww==", PayloadEncoding.BASE64)),  # truncated UTF-8
     ],
 )
 def test_response_decoding(
     raw: bytes, content_format: int | None, expected: tuple[object, PayloadEncoding]
 ) -> None:
     assert decode_payload(raw, content_format) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_format", "expected"),
+    [
+        (b"Not Found", None, ("Not Found", PayloadEncoding.TEXT)),
+        (b"bad\x00option\x1b", None, ("bad\x00option\x1b", PayloadEncoding.TEXT)),
+        (b"\xff\xfe", None, ("//4=", PayloadEncoding.BASE64)),  # not UTF-8: nothing lost
+        (b'{"why": 1}', 50, ({"why": 1}, PayloadEncoding.JSON)),  # its format still rules
+        (b"\x00", 42, ("AA==", PayloadEncoding.BASE64)),
+    ],
+)
+def test_diagnostic_payload_decoding(
+    raw: bytes, content_format: int | None, expected: tuple[object, PayloadEncoding]
+) -> None:
+    assert decode_payload(raw, content_format, diagnostic=True) == expected
+
+
+@given(st.binary(max_size=200), st.booleans())
+def test_unlabelled_payloads_come_back_byte_for_byte(raw: bytes, diagnostic: bool) -> None:
+    value, encoding = decode_payload(raw, None, diagnostic=diagnostic)
+    assert isinstance(value, str)
+    if encoding is PayloadEncoding.TEXT:
+        assert value.encode("utf-8") == raw
+    else:
+        assert encoding is PayloadEncoding.BASE64
+        assert base64.b64decode(value) == raw
+
+
+@given(st.text(st.characters(codec="utf-8", exclude_categories=["Cc"]) | st.sampled_from("\t\r\n")))
+def test_readable_text_without_content_format_is_text(text: str) -> None:
+    assert decode_payload(text.encode("utf-8"), None) == (text, PayloadEncoding.TEXT)
 
 
 def test_cbor_values_json_cannot_hold() -> None:

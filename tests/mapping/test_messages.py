@@ -130,6 +130,23 @@ def test_response_without_content_format_or_payload() -> None:
     assert (answer["payload"], answer["payload_encoding"]) == ("", "text")
 
 
+@pytest.mark.parametrize(
+    ("code", "payload", "expected"),
+    [
+        (aiocoap.NOT_FOUND, b"Not Found", ("Not Found", "text")),
+        (aiocoap.INTERNAL_SERVER_ERROR, b"stack\x00dump", ("stack\x00dump", "text")),
+        (aiocoap.CONTENT, b"stack\x00dump", ("c3RhY2sAZHVtcA==", "base64")),
+        (aiocoap.CONTENT, "Grüße\n".encode(), ("Grüße\n", "text")),
+    ],
+)
+def test_payload_without_content_format_is_text_when_readable_or_diagnostic(
+    code: aiocoap.Code, payload: bytes, expected: tuple[str, str]
+) -> None:
+    answer = response_to_json("a1", aiocoap.Message(code=code, payload=payload), 1.0)
+    assert answer["content_format"] is None
+    assert (answer["payload"], answer["payload_encoding"]) == expected
+
+
 def test_unknown_options_and_codes_are_shown_raw() -> None:
     response = aiocoap.Message(code=aiocoap.Code(0x47), content_format=65001, payload=b"\x00")
     response.opt.add_option(OptionNumber(65004).create_option(decode=b"\xbe\xef"))

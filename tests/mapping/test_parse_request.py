@@ -27,6 +27,122 @@ from bridge.mapping import (
 
 from .conftest import BASE, make_settings
 
+# The cases, by name: tests/mapping/test_schema.py holds the request schema to them too.
+BAD_URIS: list[Any] = [
+    ("coaps://meters/x", "coaps:// is not supported"),
+    ("http://meters/x", "scheme must be coap://"),
+    ("meters/x", "scheme must be coap://"),
+    ("coap://user@meters/x", "user information"),
+    ("coap://meters/x#frag", "fragment"),
+    ("coap://meters/x#", "fragment"),
+    ("coap://10.0.0.5:70000/x", "port must be a number"),
+    ("coap://10.0.0.5:0/x", "port must be a number"),
+    ("coap://10.0.0.5:abc/x", "port must be a number"),
+    ("coap:///x", "no host"),
+    ("coap://meters/a%zz", "bad percent-encoding"),
+    ("coap://meters/a%4", "bad percent-encoding"),
+    ("coap://meters/a?b=%ff", "not UTF-8"),
+    ("coap://meters/a\tb", "control characters"),
+    ("coap://meters/a b", "spaces"),
+    ("coap://meters:5684/x", "server alias (port 5683)"),
+    ("coap://bad_host!/x", "is not a host name"),
+    ("coap://me%74ers/x", "percent-encoded"),
+    ("coap://[::1/x", "malformed"),
+    ("coap://meters/" + "a" * 256, "longer than 255 bytes"),
+    (5, "uri must be a non-empty string"),
+    ("", "uri must be a non-empty string"),
+]
+
+UNUSABLE_REQUESTS: list[Any] = [
+    (b"not json", "not valid JSON"),
+    (b"\xff\xfe", "not valid JSON"),
+    (b'{"id": NaN}', "not valid JSON"),
+    (b'{"id": "a", "id": "b", "uri": "coap://meters/"}', "duplicate field"),
+    (b"[1, 2]", "must be a JSON object"),
+    (b'"x"', "must be a JSON object"),
+    (b'{"uri": "coap://meters/"}', "missing field id"),
+    (b'{"id": 5, "uri": "coap://meters/"}', "id must be a string"),
+    (b'{"id": "", "uri": "coap://meters/"}', "1-64 characters"),
+    (json.dumps({"id": "x" * 65, "uri": "coap://meters/"}).encode(), "1-64 characters"),
+    (b'{"id": "a+b", "uri": "coap://meters/"}', "must not contain '+'"),
+    (b'{"id": "a#", "uri": "coap://meters/"}', "must not contain '+'"),
+    (b'{"id": "a\\u0000", "uri": "coap://meters/"}', "control characters"),
+    (b"[" * 30_000 + b"]" * 30_000, "nested too deeply"),
+]
+
+INVALID_FIELDS: list[Any] = [
+    ({"method": "BREW"}, "method must be one of GET, POST, PUT, DELETE, FETCH, PATCH, iPATCH"),
+    ({"method": 1}, "method must be one of"),
+    ({"type": "ACK"}, "type must be one of CON, NON"),
+    ({"content_format": "application/x-nope"}, "unknown content format"),
+    ({"content_format": 70000}, "outside 0-65535"),
+    ({"accept": True}, "not a boolean"),
+    ({"accept": [50]}, "accept: must be a media type name or a number"),
+    ({"observe": "yes"}, "observe must be true or false"),
+    ({"observe": True, "method": "POST"}, "observe needs method GET or FETCH"),
+    ({"observe": True, "options": {"observe": 0}}, "either observe or options.observe"),
+    ({"timeout": 0}, "greater than 0"),
+    ({"timeout": -1}, "greater than 0"),
+    ({"timeout": "5"}, "greater than 0"),
+    ({"timeout": True}, "greater than 0"),
+    ({"options": []}, "options must be an object"),
+    ({"options": {"colour": 1, "uri_path": "x"}}, "unknown options colour, uri_path"),
+    ({"options": {"etag": 5}}, "options.etag must be a string or 'hex:...'"),
+    ({"options": {"etag": ""}}, "options.etag must be 1-8 bytes long, not 0"),
+    ({"options": {"etag": "hex:0"}}, "options.etag is not valid hex"),
+    ({"options": {"etag": "hex:zz"}}, "options.etag is not valid hex"),
+    ({"options": {"max_age": -1}}, "non-negative integer"),
+    ({"options": {"max_age": 2**32}}, "0-4 bytes long"),
+    ({"options": {"max_age": [1, 2]}}, "takes one value"),
+    ({"options": {"max_age": "60"}}, "non-negative integer"),
+    ({"options": {"if_none_match": 1}}, "true or false"),
+    ({"payload": 5, "payload_encoding": "text"}, "must be a string"),
+    ({"payload": "x", "payload_encoding": "utf8"}, "payload_encoding must be json, text"),
+    ({"payload": "***", "payload_encoding": "base64"}, "not valid base64"),
+    ({"payload": "abc", "payload_encoding": "hex"}, "not valid hex"),
+    ({"payload": "\ud800"}, "surrogates not allowed"),
+    ({"payload": "x" * 1025}, "payload is 1025 bytes, more than coap.max_request_payload"),
+    ({"payload": "ff" * 1025, "payload_encoding": "hex"}, "more than coap.max_request_payload"),
+    ({"response_topic": "elsewhere/t"}, f"under {BASE}/response/"),
+    ({"response_topic": f"{BASE}/response/"}, f"under {BASE}/response/"),
+    ({"response_topic": f"{BASE}/response/+"}, "without '+', '#' or NUL"),
+    ({"response_topic": f"{BASE}/response/a/#"}, "without"),
+    ({"response_topic": f"{BASE}/response/\u0000"}, "without"),
+    ({"response_topic": 7}, "response_topic must be"),
+    ({"uri": None}, "uri must be a non-empty string"),
+    ({"cancel": "true"}, "cancel must be true or false"),
+    ({"cancel": True, "method": "GET"}, "a cancel request takes only id"),
+]
+
+PAYLOAD_ENCODINGS: list[Any] = [
+    ({"payload": {"t": 21.5}}, b'{"t":21.5}'),
+    ({"payload": [1, "é"], "content_format": 50}, '[1,"é"]'.encode()),
+    ({"payload": {"t": 21.5}, "content_format": "application/cbor"}, None),
+    ({"payload": {"b": 1, "a": 1.5}, "content_format": 112}, None),  # senml+cbor
+    ({"payload": "héllo"}, "héllo".encode()),
+    ({"payload": "héllo", "payload_encoding": "json"}, '"héllo"'.encode()),
+    ({"payload": "3q2+7w==", "payload_encoding": "base64"}, b"\xde\xad\xbe\xef"),
+    ({"payload": "DEADbeef", "payload_encoding": "hex"}, b"\xde\xad\xbe\xef"),
+    ({"payload": None}, b""),
+    ({"payload_encoding": "hex"}, b""),
+    ({"payload": 0}, b"0"),
+    ({"payload": False}, b"false"),
+]
+
+URI_TARGETS: list[Any] = [
+    ("coap://meters/x", "127.0.0.1", 5683),
+    ("coap://METERS:5683/x", "127.0.0.1", 5683),
+    ("coap://named/x", "meters.example", 5699),
+    ("coap://meters.example/x", "meters.example", 5683),
+    ("coap://Meters.Example:1234/x", "meters.example", 1234),
+    ("coap://127.0.0.1:9/x", "127.0.0.1", 9),
+    ("coap://10.0.0.5/x", "10.0.0.5", 5683),
+    ("coap://[::1]:5700/x", "::1", 5700),
+    ("COAP://meters/x", "127.0.0.1", 5683),
+]
+
+FORBIDDEN_URIS = ["coap://evil.example/x", "coap://10.0.0.6/x", "coap://[::2]/"]
+
 
 def encode(body: Any) -> bytes:
     return json.dumps(body).encode()
@@ -106,58 +222,19 @@ def test_full_request(settings: Settings) -> None:
     assert request.response_topic == f"{BASE}/response/app-7"
 
 
-@pytest.mark.parametrize(
-    ("uri", "host", "port"),
-    [
-        ("coap://meters/x", "127.0.0.1", 5683),
-        ("coap://METERS:5683/x", "127.0.0.1", 5683),
-        ("coap://named/x", "meters.example", 5699),
-        ("coap://meters.example/x", "meters.example", 5683),
-        ("coap://Meters.Example:1234/x", "meters.example", 1234),
-        ("coap://127.0.0.1:9/x", "127.0.0.1", 9),
-        ("coap://10.0.0.5/x", "10.0.0.5", 5683),
-        ("coap://[::1]:5700/x", "::1", 5700),
-        ("COAP://meters/x", "127.0.0.1", 5683),
-    ],
-)
+@pytest.mark.parametrize(("uri", "host", "port"), URI_TARGETS)
 def test_uri_targets(settings: Settings, uri: str, host: str, port: int) -> None:
     request = parse(settings, uri=uri)
     assert (request.host, request.port, request.path) == (host, port, ("x",))
 
 
-@pytest.mark.parametrize(
-    ("uri", "message"),
-    [
-        ("coaps://meters/x", "coaps:// is not supported"),
-        ("http://meters/x", "scheme must be coap://"),
-        ("meters/x", "scheme must be coap://"),
-        ("coap://user@meters/x", "user information"),
-        ("coap://meters/x#frag", "fragment"),
-        ("coap://meters/x#", "fragment"),
-        ("coap://10.0.0.5:70000/x", "port must be a number"),
-        ("coap://10.0.0.5:0/x", "port must be a number"),
-        ("coap://10.0.0.5:abc/x", "port must be a number"),
-        ("coap:///x", "no host"),
-        ("coap://meters/a%zz", "bad percent-encoding"),
-        ("coap://meters/a%4", "bad percent-encoding"),
-        ("coap://meters/a?b=%ff", "not UTF-8"),
-        ("coap://meters/a\tb", "control characters"),
-        ("coap://meters/a b", "spaces"),
-        ("coap://meters:5684/x", "server alias (port 5683)"),
-        ("coap://bad_host!/x", "is not a host name"),
-        ("coap://me%74ers/x", "percent-encoded"),
-        ("coap://[::1/x", "malformed"),
-        ("coap://meters/" + "a" * 256, "longer than 255 bytes"),
-        (5, "uri must be a non-empty string"),
-        ("", "uri must be a non-empty string"),
-    ],
-)
+@pytest.mark.parametrize(("uri", "message"), BAD_URIS)
 def test_bad_uris(settings: Settings, uri: object, message: str) -> None:
     error = invalid(settings, uri=uri)
     assert message in str(error)
 
 
-@pytest.mark.parametrize("uri", ["coap://evil.example/x", "coap://10.0.0.6/x", "coap://[::2]/"])
+@pytest.mark.parametrize("uri", FORBIDDEN_URIS)
 def test_forbidden_targets(settings: Settings, uri: str) -> None:
     error = rejected(settings, {"id": "r1", "uri": uri, "response_topic": f"{BASE}/response/z"})
     assert isinstance(error, TargetNotAllowed)
@@ -171,25 +248,7 @@ def test_server_host_any_port_is_allowed(settings: Settings) -> None:
     assert parse(settings, uri="coap://127.0.0.1:7777/").path == ()
 
 
-@pytest.mark.parametrize(
-    ("payload", "message"),
-    [
-        (b"not json", "not valid JSON"),
-        (b"\xff\xfe", "not valid JSON"),
-        (b'{"id": NaN}', "not valid JSON"),
-        (b'{"id": "a", "id": "b", "uri": "coap://meters/"}', "duplicate field"),
-        (b"[1, 2]", "must be a JSON object"),
-        (b'"x"', "must be a JSON object"),
-        (b'{"uri": "coap://meters/"}', "missing field id"),
-        (b'{"id": 5, "uri": "coap://meters/"}', "id must be a string"),
-        (b'{"id": "", "uri": "coap://meters/"}', "1-64 characters"),
-        (encode({"id": "x" * 65, "uri": "coap://meters/"}), "1-64 characters"),
-        (b'{"id": "a+b", "uri": "coap://meters/"}', "must not contain '+'"),
-        (b'{"id": "a#", "uri": "coap://meters/"}', "must not contain '+'"),
-        (b'{"id": "a\\u0000", "uri": "coap://meters/"}', "control characters"),
-        (b"[" * 30_000 + b"]" * 30_000, "nested too deeply"),
-    ],
-)
+@pytest.mark.parametrize(("payload", "message"), UNUSABLE_REQUESTS)
 def test_unusable_requests_have_no_id(settings: Settings, payload: bytes, message: str) -> None:
     error = rejected(settings, payload)
     assert isinstance(error, MalformedRequest)
@@ -210,52 +269,7 @@ def test_unknown_fields_are_named(settings: Settings) -> None:
     assert "unknown fields: colour, size" in str(invalid(settings, size=1, colour="red"))
 
 
-@pytest.mark.parametrize(
-    ("fields", "message"),
-    [
-        ({"method": "BREW"}, "method must be one of GET, POST, PUT, DELETE, FETCH, PATCH, iPATCH"),
-        ({"method": 1}, "method must be one of"),
-        ({"type": "ACK"}, "type must be one of CON, NON"),
-        ({"content_format": "application/x-nope"}, "unknown content format"),
-        ({"content_format": 70000}, "outside 0-65535"),
-        ({"accept": True}, "not a boolean"),
-        ({"accept": [50]}, "accept: must be a media type name or a number"),
-        ({"observe": "yes"}, "observe must be true or false"),
-        ({"observe": True, "method": "POST"}, "observe needs method GET or FETCH"),
-        ({"observe": True, "options": {"observe": 0}}, "either observe or options.observe"),
-        ({"timeout": 0}, "greater than 0"),
-        ({"timeout": -1}, "greater than 0"),
-        ({"timeout": "5"}, "greater than 0"),
-        ({"timeout": True}, "greater than 0"),
-        ({"options": []}, "options must be an object"),
-        ({"options": {"colour": 1, "uri_path": "x"}}, "unknown options colour, uri_path"),
-        ({"options": {"etag": 5}}, "options.etag must be a string or 'hex:...'"),
-        ({"options": {"etag": ""}}, "options.etag must be 1-8 bytes long, not 0"),
-        ({"options": {"etag": "hex:0"}}, "options.etag is not valid hex"),
-        ({"options": {"etag": "hex:zz"}}, "options.etag is not valid hex"),
-        ({"options": {"max_age": -1}}, "non-negative integer"),
-        ({"options": {"max_age": 2**32}}, "0-4 bytes long"),
-        ({"options": {"max_age": [1, 2]}}, "takes one value"),
-        ({"options": {"max_age": "60"}}, "non-negative integer"),
-        ({"options": {"if_none_match": 1}}, "true or false"),
-        ({"payload": 5, "payload_encoding": "text"}, "must be a string"),
-        ({"payload": "x", "payload_encoding": "utf8"}, "payload_encoding must be json, text"),
-        ({"payload": "***", "payload_encoding": "base64"}, "not valid base64"),
-        ({"payload": "abc", "payload_encoding": "hex"}, "not valid hex"),
-        ({"payload": "\ud800"}, "surrogates not allowed"),
-        ({"payload": "x" * 1025}, "payload is 1025 bytes, more than coap.max_request_payload"),
-        ({"payload": "ff" * 1025, "payload_encoding": "hex"}, "more than coap.max_request_payload"),
-        ({"response_topic": "elsewhere/t"}, f"under {BASE}/response/"),
-        ({"response_topic": f"{BASE}/response/"}, f"under {BASE}/response/"),
-        ({"response_topic": f"{BASE}/response/+"}, "without '+', '#' or NUL"),
-        ({"response_topic": f"{BASE}/response/a/#"}, "without"),
-        ({"response_topic": f"{BASE}/response/\u0000"}, "without"),
-        ({"response_topic": 7}, "response_topic must be"),
-        ({"uri": None}, "uri must be a non-empty string"),
-        ({"cancel": "true"}, "cancel must be true or false"),
-        ({"cancel": True, "method": "GET"}, "a cancel request takes only id"),
-    ],
-)
+@pytest.mark.parametrize(("fields", "message"), INVALID_FIELDS)
 def test_invalid_fields(settings: Settings, fields: dict[str, Any], message: str) -> None:
     error = invalid(settings, **fields)
     assert message in str(error)
@@ -276,23 +290,7 @@ def test_bad_response_topic_error_has_no_topic(settings: Settings) -> None:
     assert invalid(settings, response_topic="x/y").response_topic is None
 
 
-@pytest.mark.parametrize(
-    ("fields", "wire"),
-    [
-        ({"payload": {"t": 21.5}}, b'{"t":21.5}'),
-        ({"payload": [1, "é"], "content_format": 50}, '[1,"é"]'.encode()),
-        ({"payload": {"t": 21.5}, "content_format": "application/cbor"}, None),
-        ({"payload": {"b": 1, "a": 1.5}, "content_format": 112}, None),  # senml+cbor
-        ({"payload": "héllo"}, "héllo".encode()),
-        ({"payload": "héllo", "payload_encoding": "json"}, '"héllo"'.encode()),
-        ({"payload": "3q2+7w==", "payload_encoding": "base64"}, b"\xde\xad\xbe\xef"),
-        ({"payload": "DEADbeef", "payload_encoding": "hex"}, b"\xde\xad\xbe\xef"),
-        ({"payload": None}, b""),
-        ({"payload_encoding": "hex"}, b""),
-        ({"payload": 0}, b"0"),
-        ({"payload": False}, b"false"),
-    ],
-)
+@pytest.mark.parametrize(("fields", "wire"), PAYLOAD_ENCODINGS)
 def test_payload_encodings(settings: Settings, fields: dict[str, Any], wire: bytes | None) -> None:
     request = parse(settings, method="POST", **fields)
     if wire is None:

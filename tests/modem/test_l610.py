@@ -46,6 +46,11 @@ async def test_bring_up_reads_identity_signal_and_address(modem: L610, sim: L610
     assert health.registered
     assert health.port == sim.port_path
     assert (health.generation, health.resets, health.malformed_urcs) == (0, 0, 0)
+    # Bring-up took AT commands both ways over the line, none timed out.
+    assert health.at_commands > 0
+    assert health.at_timeouts == 0
+    assert health.bytes_out > 0
+    assert health.bytes_in > health.bytes_out
     published = health.as_dict()
     assert {"port", "model", "imei", "registered", "rssi_dbm", "ip", "resets"} <= set(published)
 

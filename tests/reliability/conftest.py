@@ -23,6 +23,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from tests.fixtures.contract import CONTRACT, ContractViolation
 from tests.fixtures.daemon import BridgeStack
 from tests.fixtures.mosquitto import MosquittoBroker
 from tests.fixtures.mqtt_client import paho_client, start_client, stop_client
@@ -41,6 +42,7 @@ class Ledger:
         self.answers: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
         self.topics: dict[str | None, list[str]] = defaultdict(list)
         self.other: list[tuple[str, bytes]] = []
+        self.violations: list[str] = []  # answers off docs/asyncapi.yaml
         self.received = 0  # every message on <base>/response/#, ever
         self._condition = threading.Condition()
         self._subscribed = threading.Event()
@@ -80,7 +82,14 @@ class Ledger:
             body = json.loads(message.payload)
         except ValueError:
             body = None
+        try:
+            CONTRACT.check(message.topic, message.payload, base=self.base, retain=message.retain)
+            violation = None
+        except ContractViolation as exc:
+            violation = str(exc)
         with self._condition:
+            if violation is not None:
+                self.violations.append(violation)
             self.received += 1
             if isinstance(body, dict) and "id" in body:
                 request_id = body["id"] if isinstance(body["id"], str) else None
@@ -175,6 +184,9 @@ def ledger() -> Iterator[Callable[..., Ledger]]:
     yield make
     for book in made:
         book.close()
+    for book in made:
+        if book.violations:
+            raise ContractViolation("\n".join(book.violations[:5]))
 
 
 def assert_serving(

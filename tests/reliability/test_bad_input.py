@@ -197,6 +197,51 @@ def test_edge_payloads_get_one_answer_each(counted: Counted) -> None:
 # -- specific cases -------------------------------------------------------------------------
 
 INVALID = "invalid_request"
+# The cases, by name: tests/mapping/test_schema.py holds the request schema to them too.
+WRONG_TYPES = (
+    ("method", 5),
+    ("uri", ["coap://lab/hello"]),
+    ("timeout", "soon"),
+    ("timeout", -1),
+    ("type", True),
+    ("options", []),
+    ("observe", "yes"),
+    ("payload_encoding", "rot13"),
+    ("content_format", {"x": 1}),
+    ("cancel", "please"),
+)
+# coap:// URIs the bridge must not take apart creatively.
+BAD_URIS = (
+    "coap://user:secret@lab/hello",
+    "coap://user@127.0.0.1/x",
+    "coap://lab/hello#fragment",
+    "coap://127.0.0.1:65536/x",
+    "coap://127.0.0.1:99999999999/x",
+    "coap://127.0.0.1:-1/x",
+    "coap://127.0.0.1:0/x",
+    "coaps://lab/hello",
+    "http://lab/hello",
+    "coap:///x",
+    "coap://[::1/x",
+    "coap://lab/he llo",
+    "coap://lab/\x00",
+)
+# response_topic: wildcards, NUL, characters brokers refuse, and outside the prefix.
+_RESPONSE = f"{BASE}/response/"
+BAD_RESPONSE_TOPICS = (
+    _RESPONSE + "+",
+    _RESPONSE + "#",
+    _RESPONSE + "a/+/b",
+    _RESPONSE + "a\x00b",
+    _RESPONSE + "a\ufffeb",
+    _RESPONSE + "a\x85b",
+    _RESPONSE,
+    f"{BASE}/other",
+    f"{BASE}/request",
+    "elsewhere/response/x",
+    f"{BASE}/responsex",
+    "",
+)
 
 
 def _expect(
@@ -238,61 +283,17 @@ def test_specific_bad_requests(counted: Counted) -> None:
     # Wrong types.
     expect({"id": 5, "uri": hello}, topic=invalid)
     expect({"id": ["x"], "uri": hello}, topic=invalid)
-    for field, value in (
-        ("method", 5),
-        ("uri", ["coap://lab/hello"]),
-        ("timeout", "soon"),
-        ("timeout", -1),
-        ("type", True),
-        ("options", []),
-        ("observe", "yes"),
-        ("payload_encoding", "rot13"),
-        ("content_format", {"x": 1}),
-        ("cancel", "please"),
-    ):
+    for field, value in WRONG_TYPES:
         body = {"id": f"type-{field}", "uri": hello, field: value}
         assert field in expect(body)["error"]["message"], body
 
     # Unknown method.
     assert "BREW" in expect({"id": "brew", "method": "BREW", "uri": hello})["error"]["message"]
 
-    # coap:// URIs the bridge must not take apart creatively.
-    for n, uri in enumerate(
-        (
-            "coap://user:secret@lab/hello",
-            "coap://user@127.0.0.1/x",
-            "coap://lab/hello#fragment",
-            "coap://127.0.0.1:65536/x",
-            "coap://127.0.0.1:99999999999/x",
-            "coap://127.0.0.1:-1/x",
-            "coap://127.0.0.1:0/x",
-            "coaps://lab/hello",
-            "http://lab/hello",
-            "coap:///x",
-            "coap://[::1/x",
-            "coap://lab/he llo",
-            "coap://lab/\x00",
-        )
-    ):
+    for n, uri in enumerate(BAD_URIS):
         expect({"id": f"uri-{n}", "uri": uri})
 
-    # response_topic: wildcards, NUL, characters brokers refuse, and outside the prefix.
-    for n, topic in enumerate(
-        (
-            response + "+",
-            response + "#",
-            response + "a/+/b",
-            response + "a\x00b",
-            response + "a\ufffeb",
-            response + "a\x85b",
-            response,
-            f"{BASE}/other",
-            f"{BASE}/request",
-            "elsewhere/response/x",
-            f"{BASE}/responsex",
-            "",
-        )
-    ):
+    for n, topic in enumerate(BAD_RESPONSE_TOPICS):
         expect({"id": f"rt-{n}", "uri": hello, "response_topic": topic})
     ok = _ok(counted, {"id": "rt-ok", "uri": hello, "response_topic": response + "app-7"})
     assert counted.book.topics["rt-ok"] == [response + "app-7"]
