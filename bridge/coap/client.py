@@ -171,7 +171,7 @@ class ModemCoap:
                     response = await self._response(self._context.request(restart), remote)
                 return response
         except TimeoutError:
-            raise self._timed_out(remote, timeout, started) from None
+            raise self._timed_out(remote, timeout) from None
         except coap_error.Error as exc:
             raise self._translate(exc, remote, started) from exc
         finally:
@@ -253,7 +253,7 @@ class ModemCoap:
         )
         return True
 
-    def _timed_out(self, remote: ModemRemote, waited: float, started: float) -> BridgeError:
+    def _timed_out(self, remote: ModemRemote, waited: float) -> BridgeError:
         transport = self._transport
         assert transport is not None
         if transport.pool.waiting_for_instance(remote):
@@ -261,7 +261,7 @@ class ModemCoap:
                 f"no free client instance for {remote.label} within {waited:g} s "
                 "(every instance the modem allows is busy with other servers)"
             )
-        failure = transport.send_failure(remote, since=started)
+        failure = transport.send_failure(remote)
         if isinstance(failure, ModemError):
             return ModemError(failure.command, failure.result, code=failure.code, text=failure.text)
         if failure is not None:
@@ -276,7 +276,7 @@ class ModemCoap:
         if isinstance(exc.__cause__, BridgeError):
             return exc.__cause__
         if isinstance(exc, coap_error.TimeoutError):
-            return self._timed_out(remote, round(time.monotonic() - started, 1), started)
+            return self._timed_out(remote, round(time.monotonic() - started, 1))
         if isinstance(exc, coap_error.MessageError):
             return CoapReset(f"{remote.label} answered with a reset (RST)")
         if isinstance(exc, coap_error.LibraryShutdown):
@@ -349,7 +349,7 @@ class Observation:
                     response = await self._exchange.response
             except TimeoutError:
                 self._end()
-                raise coap._timed_out(self.remote, self._timeout, self._started) from None
+                raise coap._timed_out(self.remote, self._timeout) from None
             except coap_error.Error as exc:
                 self._end()
                 raise coap._translate(exc, self.remote, self._started) from exc

@@ -125,7 +125,7 @@ class ModemMessageInterface(interfaces.MessageInterface):
         self._holds: dict[ModemRemote, int] = {}
         # The last reason a datagram to a remote could not be sent, cleared by a success;
         # it turns a CoAP timeout into the modem error that really caused it.
-        self._send_failures: dict[ModemRemote, tuple[float, BridgeError]] = {}
+        self._send_failures: dict[ModemRemote, BridgeError] = {}
         self._closed = False
         self.stats = CoapStats()
         self.pool = InstancePool(
@@ -247,10 +247,13 @@ class ModemMessageInterface(interfaces.MessageInterface):
     def in_flight(self) -> int:
         return sum(self._holds.values())
 
-    def send_failure(self, remote: ModemRemote, *, since: float) -> BridgeError | None:
-        """Why the last datagram to `remote` could not be sent, if that was after `since`."""
-        failed_at, failure = self._send_failures.get(remote, (0.0, None))
-        return failure if failed_at >= since else None
+    def send_failure(self, remote: ModemRemote) -> BridgeError | None:
+        """Why datagrams to `remote` cannot be sent, while no send has succeeded since.
+
+        Not bound to when a request started: a request queued behind one whose datagram
+        could not go out was never sent either, though the failure predates it.
+        """
+        return self._send_failures.get(remote)
 
     def workers(self) -> list[asyncio.Task[None]]:
         """The senders still running (shutdown lets them finish briefly)."""
@@ -386,7 +389,7 @@ class ModemMessageInterface(interfaces.MessageInterface):
 
     def _record_failure(self, remote: ModemRemote, exc: BridgeError) -> None:
         self.stats.send_failures += 1
-        self._send_failures[remote] = (time.monotonic(), exc)
+        self._send_failures[remote] = exc
         logger.warning("could not send to %s: %s", remote.label, exc)
 
     def _fail_message(self, message: Any, exc: BridgeError) -> None:

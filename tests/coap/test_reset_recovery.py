@@ -1,0 +1,34 @@
+"""Requests caught by a modem reset or unplug: resent on a new instance, or failed clearly.
+
+Real peers: libcoap's coap-server (separate responses, Block1 uploads), the aiocoap
+test server, the simulator rebooted or unplugged under the stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiocoap import GET, Message
+
+from bridge.errors import ModemUnavailable
+from tests.coap.conftest import Stack
+from tests.fixtures.coap_servers import AiocoapServer
+from tests.fixtures.modem import eventually
+
+
+async def test_request_queued_behind_an_unsendable_one_is_modem_unavailable(
+    stack: Stack, aiocoap_server: AiocoapServer
+) -> None:
+    await stack.sim.unplug(10.0)
+    await eventually(lambda: not stack.modem.ready)
+    first = asyncio.create_task(
+        stack.coap.request(Message(code=GET, uri=aiocoap_server.uri("/")), timeout=1.5)
+    )
+    await eventually(lambda: stack.coap.stats().send_failures >= 1)
+
+    # Started after the only recorded failure, and never sent either.
+    with pytest.raises(ModemUnavailable, match=r"could not send to 127\.0\.0\.1"):
+        await stack.coap.request(Message(code=GET, uri=aiocoap_server.uri("/")), timeout=1.0)
+    with pytest.raises(ModemUnavailable):
+        await first
