@@ -29,7 +29,7 @@ from bridge.coap.messages import PipeliningMessageManager
 from bridge.coap.modem_port import CoapModem
 from bridge.coap.remote import ModemRemote, remote_of
 from bridge.coap.stats import CoapStats
-from bridge.coap.transport import ModemMessageInterface, TransportFailure
+from bridge.coap.transport import LostInReset, ModemMessageInterface, TransportFailure
 from bridge.errors import (
     BridgeError,
     Cancelled,
@@ -158,18 +158,12 @@ class ModemCoap:
         remote = self._prepare(message)
         transport = self._require_transport()
         started = time.monotonic()
-        generation = self._modem.generation
-        restartable = message.code in _IDEMPOTENT
         transport.hold(remote)
         self._requests += 1
         self._requests_in_flight += 1
         try:
             async with asyncio.timeout(timeout):
-                response = await self._response(self._context.request(message), remote)
-                if restartable and self._restart_after_reset(response, generation):
-                    restart = _fresh_copy(message)
-                    response = await self._response(self._context.request(restart), remote)
-                return response
+                return await self._exchange(message, remote)
         except TimeoutError:
             raise self._timed_out(remote, timeout) from None
         except coap_error.Error as exc:
@@ -177,6 +171,40 @@ class ModemCoap:
         finally:
             self._requests_in_flight -= 1
             transport.release(remote)
+
+    async def _exchange(self, message: Any, remote: ModemRemote) -> Any:
+        """The response to `message`, sent again from scratch each time a modem reset cuts
+        it, if that is safe (idempotent method); otherwise the reset is the answer.
+
+        A reset leaves an exchange in one of three states: its CON still retransmits
+        (the next copy goes to the new instance: nothing to do), it waits for a separate
+        response due on the lost instance (`LostInReset`), or it is a block-wise transfer
+        the server no longer matches to its earlier blocks (4.08, RFC 7959 §2.9.2).
+        """
+        attempt = message
+        while True:
+            generation = self._modem.generation
+            try:
+                response = await self._response(self._context.request(attempt), remote)
+            except LostInReset:
+                if message.code not in _IDEMPOTENT:
+                    raise
+                logger.info(
+                    "modem reset while waiting for %s; sending the request again", remote.label
+                )
+            else:
+                restart = (
+                    message.code in _IDEMPOTENT
+                    and self._modem.generation != generation
+                    and response.code == Code.REQUEST_ENTITY_INCOMPLETE
+                )
+                if not restart:
+                    return response
+                logger.info(
+                    "modem reset during a block-wise transfer with %s (4.08); starting it over",
+                    remote.label,
+                )
+            attempt = _fresh_copy(message)
 
     def observe(self, message: Any, *, timeout: float) -> Observation:
         """Register an observation (RFC 7641); iterate it for the response and notifications.
@@ -236,22 +264,6 @@ class ModemCoap:
         response = await exchange.response
         logger.debug("%s answered %s", remote.label, response)
         return response
-
-    def _restart_after_reset(self, response: Any, generation: int) -> bool:
-        """Whether a block-wise transfer cut by a modem reset should start over.
-
-        After a reset the modem's instance has a new source port, so the server no
-        longer matches the next blocks to the earlier ones and answers 4.08 Request
-        Entity Incomplete (RFC 7959 §2.9.2). For an idempotent method starting over
-        is safe (the server never saw the whole body, or only served one).
-        """
-        if response.code != Code.REQUEST_ENTITY_INCOMPLETE or self._modem.generation == generation:
-            return False
-        logger.info(
-            "modem reset during a block-wise transfer with %s (4.08); starting it over",
-            response.remote.label,
-        )
-        return True
 
     def _timed_out(self, remote: ModemRemote, waited: float) -> BridgeError:
         transport = self._transport

@@ -13,8 +13,25 @@ from aiocoap import GET, Message
 
 from bridge.errors import ModemUnavailable
 from tests.coap.conftest import Stack
-from tests.fixtures.coap_servers import AiocoapServer
+from tests.fixtures.coap_servers import AiocoapServer, LibcoapServer
 from tests.fixtures.modem import eventually
+
+
+async def test_get_waiting_for_a_separate_response_is_resent_after_a_reboot(
+    stack: Stack, libcoap_server: LibcoapServer
+) -> None:
+    # libcoap ACKs at once and sends the 2.05 three seconds later, as a separate CON.
+    request = asyncio.create_task(
+        stack.coap.request(Message(code=GET, uri=libcoap_server.uri("/async?3")), timeout=9)
+    )
+    await eventually(lambda: stack.sim.stats.datagrams_in >= 1)  # the empty ACK
+
+    await stack.sim.reboot()
+
+    async with asyncio.timeout(8):
+        response = await request
+    assert str(response.code.dotted) == "2.05"
+    assert stack.coap.stats().in_flight == 0
 
 
 async def test_request_queued_behind_an_unsendable_one_is_modem_unavailable(
