@@ -27,7 +27,7 @@ from aiocoap.tokenmanager import TokenManager
 from bridge.coap.limits import check_request_fits
 from bridge.coap.messages import PipeliningMessageManager
 from bridge.coap.modem_port import CoapModem
-from bridge.coap.remote import ModemRemote, remote_of
+from bridge.coap.remote import BLOCK_SIZE, ModemRemote, remote_of
 from bridge.coap.stats import CoapStats
 from bridge.coap.transport import LostInReset, ModemMessageInterface, TransportFailure
 from bridge.errors import (
@@ -178,8 +178,9 @@ class ModemCoap:
 
         A reset leaves an exchange in one of three states: its CON still retransmits
         (the next copy goes to the new instance: nothing to do), it waits for a separate
-        response due on the lost instance (`LostInReset`), or it is a block-wise transfer
-        the server no longer matches to its earlier blocks (4.08, RFC 7959 §2.9.2).
+        response due on the lost instance (`LostInReset`), or it is a Block1 upload
+        whose earlier blocks went to the old endpoint, so the server holds, or has
+        already taken, part of the body whatever it answers.
         """
         attempt = message
         while True:
@@ -193,16 +194,19 @@ class ModemCoap:
                     "modem reset while waiting for %s; sending the request again", remote.label
                 )
             else:
-                restart = (
-                    message.code in _IDEMPOTENT
-                    and self._modem.generation != generation
-                    and response.code == Code.REQUEST_ENTITY_INCOMPLETE
-                )
-                if not restart:
+                if self._modem.generation == generation or not _cut_by_reset(message, response):
                     return response
+                if message.code not in _IDEMPOTENT:
+                    raise ModemUnavailable(
+                        f"modem on {self._modem.port} was reset during the block-wise transfer "
+                        f"with {remote.label}, which answered {response.code.dotted}: the "
+                        "server may hold part of the body; send the request again"
+                    )
                 logger.info(
-                    "modem reset during a block-wise transfer with %s (4.08); starting it over",
+                    "modem reset during a block-wise transfer with %s (answered %s); "
+                    "starting it over",
                     remote.label,
+                    response.code.dotted,
                 )
             attempt = _fresh_copy(message)
 
@@ -310,6 +314,17 @@ class ModemCoap:
         self._observations.discard(observation)
         if self._transport is not None:
             self._transport.release(observation.remote)
+
+
+def _cut_by_reset(message: Any, response: Any) -> bool:
+    """Whether a response that arrived after a modem reset answers only part of a transfer.
+
+    The reopened instance has a new source port. A server then answers the next Block2
+    request 4.08 Request Entity Incomplete (RFC 7959 §2.9.2); for Block1 the blocks
+    sent before the reset belong to another endpoint, and servers answer anything from
+    4.08 to 5.00 or even 2.04 for the tail alone: a Block1 upload never counts.
+    """
+    return response.code == Code.REQUEST_ENTITY_INCOMPLETE or len(message.payload) > BLOCK_SIZE
 
 
 def _fresh_copy(message: Any) -> Any:
