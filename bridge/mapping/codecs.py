@@ -158,7 +158,11 @@ def decode_payload(payload: bytes, content_format: int | None) -> tuple[JsonValu
     kind = family(content_format)
     try:
         if kind is Family.JSON:
-            return _strict_json(payload), PayloadEncoding.JSON
+            try:
+                return _strict_json(payload), PayloadEncoding.JSON
+            except _NonFiniteNumber:
+                # Valid JSON text, but no strict JSON parser could read its value back.
+                return payload.decode("utf-8"), PayloadEncoding.TEXT
         if kind is Family.CBOR:
             return cbor_to_json(_single_cbor_item(payload)), PayloadEncoding.JSON
         if kind is Family.TEXT:
@@ -173,8 +177,26 @@ def refuse_json_constant(name: str) -> JsonValue:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class _NonFiniteNumber(ValueError):
+    """A JSON number too large for a double (`1e999`): it would be published as Infinity."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFiniteNumber(f"{text} does not fit a double")
+    return value
+
+
 def _strict_json(payload: bytes) -> JsonValue:
-    return cast(JsonValue, json.loads(payload.decode("utf-8"), parse_constant=refuse_json_constant))
+    return cast(
+        JsonValue,
+        json.loads(
+            payload.decode("utf-8"),
+            parse_constant=refuse_json_constant,
+            parse_float=_finite_float,
+        ),
+    )
 
 
 def _single_cbor_item(payload: bytes) -> object:

@@ -76,7 +76,8 @@ class Answers:
 
     def encode(self, request_id: str | None, answer: Answer) -> bytes:
         try:
-            return json.dumps(answer).encode()
+            # NaN and Infinity are not JSON: strict parsers (JSON.parse) reject them.
+            return json.dumps(answer, allow_nan=False).encode()
         except (TypeError, ValueError) as exc:
             log.error("request %s: answer is not JSON-serializable (%s)", request_id, exc)
             return json.dumps(self._error(request_id, BridgeError(str(exc)))).encode()
