@@ -4,7 +4,8 @@
 `TargetNotAllowed`: forbidden_target) carrying the request id and response topic when
 they were usable, so the front can route the error object. Where the contract leaves
 room: method defaults to GET, type to CON, `"payload": null` is no payload, an id has
-no `+`, `#` or control characters (it may be a topic level), duplicate keys are refused.
+nothing a topic name may not hold (it may be a topic level: no `+`, `#`, control
+characters, surrogates or noncharacters), duplicate keys are refused.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from bridge.mapping.codecs import (
 )
 from bridge.mapping.options import parse_options
 from bridge.mapping.request import METHODS, CancelRequest, ParsedRequest
-from bridge.mapping.uri import CONTROL_CHARS, parse_uri
-from bridge.mqtt.topics import is_under_response_prefix, response_prefix
+from bridge.mapping.uri import parse_uri
+from bridge.mqtt.topics import is_under_response_prefix, response_prefix, topic_problem
 
 MAX_ID_LENGTH: Final = 64
 _METHODS_BY_UPPER: Final = {method.upper(): method for method in METHODS}
@@ -79,7 +80,8 @@ def _request_id(body: dict[str, Any]) -> str | None:
     value = body.get("id")
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_LENGTH:
         return None
-    if CONTROL_CHARS.search(value) or "+" in value or "#" in value:
+    # The id may name a topic level: what no broker accepts in a topic is refused too.
+    if topic_problem(value) is not None:
         return None
     return value
 
@@ -92,7 +94,10 @@ def _id_problem(body: dict[str, Any]) -> str:
         return "id must be a string"
     if not 1 <= len(value) <= MAX_ID_LENGTH:
         return f"id must be 1-{MAX_ID_LENGTH} characters long"
-    return "id must not contain '+', '#' or control characters (it may be used in a topic)"
+    return (
+        "id must not contain '+', '#', control characters, surrogates or Unicode "
+        "noncharacters (it may be used as a topic level)"
+    )
 
 
 def _response_topic(value: object, settings: Settings) -> str | None:
