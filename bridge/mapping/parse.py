@@ -23,7 +23,7 @@ from bridge.mapping.codecs import (
     encode_payload,
     refuse_json_constant,
 )
-from bridge.mapping.options import parse_options
+from bridge.mapping.options import CoapOption, parse_options
 from bridge.mapping.request import METHODS, CancelRequest, ParsedRequest
 from bridge.mapping.uri import parse_uri
 from bridge.mqtt.topics import is_under_response_prefix, response_prefix, topic_problem
@@ -226,6 +226,25 @@ def parse_request(payload: bytes, settings: Settings) -> ParsedRequest | CancelR
         ) from None
 
 
+def _registers(options: tuple[CoapOption, ...], observe: bool) -> bool:
+    """Whether `options.observe` registers an observation (0, RFC 7641 §2).
+
+    1 deregisters, in a plain request; no other value means anything in a request.
+    """
+    values = [option.value for option in options if option.number == OptionNumber.OBSERVE]
+    if not values:
+        return False
+    value = int.from_bytes(values[0], "big")
+    if value == 0:
+        return True
+    if value == 1 and not observe:
+        return False
+    raise ValueError(
+        "options.observe is 0 (register: the request is an observation, as with "
+        '"observe": true) or 1 (deregister, in a request without "observe": true)'
+    )
+
+
 def _parse_fields(
     body: dict[str, Any], request_id: str, response_topic: str | None, settings: Settings
 ) -> ParsedRequest | CancelRequest:
@@ -252,10 +271,12 @@ def _parse_fields(
     content_format = _optional_format(body, "content_format")
     observe = _flag(body, "observe")
     options = parse_options(body.get("options", {}))
+    if _registers(options, observe):
+        # The server would keep notifying: only an observation reads (and ends) a stream.
+        observe = True
+        options = tuple(option for option in options if option.number != OptionNumber.OBSERVE)
     if observe and method not in _OBSERVABLE_METHODS:
         raise ValueError(f"observe needs method GET or FETCH, not {method}")
-    if observe and any(option.number == OptionNumber.OBSERVE for option in options):
-        raise ValueError("set either observe or options.observe, not both")
     return ParsedRequest(
         id=request_id,
         method=method,
