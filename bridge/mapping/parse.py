@@ -18,9 +18,11 @@ from aiocoap.numbers import OptionNumber
 from bridge.config import Settings
 from bridge.errors import BridgeError, ForbiddenTarget, InvalidRequest
 from bridge.mapping.codecs import (
+    Family,
     PayloadEncoding,
     content_format_number,
     encode_payload,
+    family,
     refuse_json_constant,
 )
 from bridge.mapping.options import CoapOption, parse_options
@@ -152,7 +154,9 @@ def _payload(body: dict[str, Any], content_format: int | None, settings: Setting
     value = body.get("payload")
     given = body.get("payload_encoding")
     if given is None:
-        encoding = PayloadEncoding.TEXT if isinstance(value, str) else PayloadEncoding.JSON
+        # A string for a CBOR content format is a CBOR text string: raw UTF-8 is not CBOR.
+        as_text = isinstance(value, str) and family(content_format) is not Family.CBOR
+        encoding = PayloadEncoding.TEXT if as_text else PayloadEncoding.JSON
     else:
         try:
             encoding = PayloadEncoding(given)
