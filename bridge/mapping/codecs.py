@@ -211,10 +211,11 @@ def cbor_to_json(item: object) -> JsonValue:
     """A decoded CBOR item as a JSON value.
 
     Byte strings become "hex:<hex>" (the spelling of opaque request option values),
-    map keys that are not text their JSON text, NaN/±inf the strings "NaN",
-    "Infinity", "-Infinity", tags {"tag": n, "value": v} except those cbor2 decodes
-    itself (date/time as ISO 8601, others by `str()`), undefined null, simple values
-    their number, sets a list.
+    map keys that are not text their JSON text (a map whose keys would then collide,
+    such as 1 and "1", becomes a list of [key, value] pairs: no entry is lost),
+    NaN/±inf the strings "NaN", "Infinity", "-Infinity", tags {"tag": n, "value": v}
+    except those cbor2 decodes itself (date/time as ISO 8601, others by `str()`),
+    undefined null, simple values their number, sets a list.
     """
     if item is None or isinstance(item, bool | int | str):
         return item
@@ -229,7 +230,11 @@ def cbor_to_json(item: object) -> JsonValue:
     if isinstance(item, list | tuple | set | frozenset):
         return [cbor_to_json(element) for element in item]
     if isinstance(item, dict):
-        return {_json_key(key): cbor_to_json(value) for key, value in item.items()}
+        converted = {_json_key(key): cbor_to_json(value) for key, value in item.items()}
+        if len(converted) == len(item):
+            return converted
+        # Keys that differ in CBOR (1 and "1") would merge into one JSON key.
+        return [[cbor_to_json(key), cbor_to_json(value)] for key, value in item.items()]
     if isinstance(item, cbor2.CBORTag):
         return {"tag": int(item.tag), "value": cbor_to_json(item.value)}
     if isinstance(item, cbor2.CBORSimpleValue):

@@ -8,6 +8,7 @@ import cbor2
 
 from bridge.config import Settings
 from bridge.mapping import ParsedRequest, parse_request
+from bridge.mapping.codecs import PayloadEncoding, decode_payload
 
 CBOR = 60
 
@@ -33,3 +34,17 @@ def test_string_payload_with_text_encoding_stays_raw_as_asked(settings: Settings
 
 def test_string_payload_without_content_format_is_still_text(settings: Settings) -> None:
     assert request_payload(settings, payload="hello") == b"hello"
+
+
+def test_cbor_map_keys_that_would_merge_are_kept_as_pairs() -> None:
+    payload = cbor2.dumps({1: "int", "1": "text", b"\x01": "bytes"})
+
+    decoded, encoding = decode_payload(payload, CBOR)
+
+    assert encoding is PayloadEncoding.JSON
+    assert decoded == [[1, "int"], ["1", "text"], ["hex:01", "bytes"]]
+
+
+def test_cbor_maps_without_colliding_keys_stay_objects() -> None:
+    payload = cbor2.dumps({1: "a", "b": {2: "c"}})
+    assert decode_payload(payload, CBOR) == ({"1": "a", "b": {"2": "c"}}, PayloadEncoding.JSON)
