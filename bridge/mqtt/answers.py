@@ -2,10 +2,12 @@
 
 `Answers.route()` applies the contract's routing (`topics.answer_topic`: MQTT 5
 Response Topic with its Correlation Data echoed, else the body's `response_topic`, else
-`<base>/response/<id>`; no usable id: `<base>/response/invalid`). Answers are JSON, QoS
-1, not retained. `deliver()` acks the request once its answer's PUBACK came back, or when
-the broker rejected it (a redelivery would be rejected the same way); not when it was
-dropped or the link went first, so the broker redelivers the request.
+`<base>/response/<id>`; no usable id: `<base>/response/invalid`). A Response Topic that
+is one of the bridge's request topics, or starts with `$`, is refused (logged) and the
+next choice used. Answers are JSON, QoS 1, not retained. `deliver()` acks the request
+once its answer's PUBACK came back, or when the broker rejected it (a redelivery would
+be rejected the same way); not when it was dropped or the link went first, so the
+broker redelivers the request.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,10 +57,18 @@ def error_kind(exc: BaseException) -> str:
 class Answers:
     """Publishes answers through `client`; `error` builds the contract's error object."""
 
-    def __init__(self, client: MqttClient, base_topic: str, error: ErrorAnswer) -> None:
+    def __init__(
+        self,
+        client: MqttClient,
+        base_topic: str,
+        error: ErrorAnswer,
+        inputs: Collection[str] = (),
+    ) -> None:
         self._client = client
         self._base = base_topic
         self._error = error
+        # The topics the bridge reads requests from (the front adds the pool topic late).
+        self._inputs = inputs
 
     def route(
         self, message: IncomingMessage, request_id: str | None, body_topic: str | None
@@ -67,12 +77,33 @@ class Answers:
             self._base,
             request_id,
             body_response_topic=body_topic,
-            mqtt5_response_topic=message.response_topic,
+            mqtt5_response_topic=self._usable_response_topic(message, request_id),
         )
         if topic_problem(topic) is not None:
             # An id with a wildcard or NUL cannot name a topic: not a usable id.
             topic = answer_topic(self._base, None)
         return Routing(topic, message.correlation_data)
+
+    def _usable_response_topic(
+        self, message: IncomingMessage, request_id: str | None
+    ) -> str | None:
+        """The MQTT 5 Response Topic, unless answering there would loop or be refused."""
+        topic = message.response_topic
+        if not topic:
+            return None
+        if topic in self._inputs:
+            problem = "it is a request topic of this bridge (the answer would be read as a request)"
+        elif topic.startswith("$"):
+            problem = "topics starting with '$' belong to the broker, which refuses publishes"
+        else:
+            return topic
+        log.warning(
+            "request %s: Response Topic %s refused: %s; answering on the default topic",
+            request_id,
+            topic,
+            problem,
+        )
+        return None
 
     def encode(self, request_id: str | None, answer: Answer) -> bytes:
         try:

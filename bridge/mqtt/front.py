@@ -89,10 +89,10 @@ class RequestFront(Generic[RequestT]):
         self._client = client
         self._handler = handler
         self._settings = settings
-        self._answers = Answers(client, settings.base_topic, handler.error)
+        self._request_topics = {request_topic(settings.base_topic)}
+        self._answers = Answers(client, settings.base_topic, handler.error, self._request_topics)
         self._health = HealthPublisher(client, settings, health)
         self._base = settings.base_topic
-        self._request_topics = {request_topic(settings.base_topic)}
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         # Keyed by id, with the digest of the request the answer belongs to; responses
         # are cached as their bare payload (most entries, no wrapper), errors with their
