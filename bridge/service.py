@@ -24,6 +24,7 @@ from bridge.coap import CoapTransportSettings, ModemCoap
 from bridge.config import Settings, load_config, load_password
 from bridge.errors import BridgeError, ConfigError
 from bridge.mapping import CoapRequests, unsolicited_to_json
+from bridge.modem.health import ModemCounters
 from bridge.modem.l610 import L610
 from bridge.mqtt import FrontSettings, MqttClient, MqttClientSettings, MqttStats, RequestFront
 from bridge.ops import sdnotify
@@ -113,6 +114,7 @@ class Daemon:
         self._modem: L610 | None = None
         self._coap: ModemCoap | None = None
         self._counters: MqttStats | None = None
+        self._ended_modems = ModemCounters()
 
     # -- signals -------------------------------------------------------------------------
 
@@ -155,7 +157,7 @@ class Daemon:
             "config": self._reload.as_dict(),
         }
         if self._modem is not None:
-            health["modem"] = self._modem.health().as_dict()
+            health["modem"] = self._modem.health().after(self._ended_modems).as_dict()
         if self._coap is not None:
             health["coap"] = self._coap.stats().as_dict()
         if self._front is not None:
@@ -259,6 +261,10 @@ class Daemon:
                     settings.shutdown_grace,
                 )
 
+    def _modem_ended(self, modem: L610) -> None:
+        # Counters describe the process, not one incarnation of the layers.
+        self._ended_modems = self._ended_modems.plus(modem.health())
+
     def _forget_layers(self) -> None:
         self._front = self._coap = self._handler = None
         self._modem = None
@@ -293,6 +299,7 @@ class Daemon:
                 await self._wait_either(asyncio.sleep(delay))
                 continue
             stack.push_async_exit(attempt)
+            stack.callback(self._modem_ended, modem)
             self._modem = modem
             health = modem.health()
             log.info(
