@@ -25,6 +25,7 @@ from bridge.coap.oscore import SecurityContexts
 from bridge.config import Settings, load_config, load_password
 from bridge.errors import BridgeError, ConfigError
 from bridge.mapping import CoapRequests, unsolicited_to_json
+from bridge.modem.health import ModemCounters
 from bridge.modem.l610 import L610
 from bridge.mqtt import FrontSettings, MqttClient, MqttClientSettings, MqttStats, RequestFront
 from bridge.ops import sdnotify
@@ -121,6 +122,7 @@ class Daemon:
         self._counters: MqttStats | None = None
         # Created once: its answer counts and latencies outlive a restart of the layers.
         self._metrics = BridgeMetrics(self._metrics_health)
+        self._ended_modems = ModemCounters()
 
     # -- signals -------------------------------------------------------------------------
 
@@ -164,7 +166,7 @@ class Daemon:
             "config": self._reload.as_dict(),
         }
         if self._modem is not None:
-            health["modem"] = self._modem.health().as_dict()
+            health["modem"] = self._modem.health().after(self._ended_modems).as_dict()
         if self._coap is not None:
             health["coap"] = self._coap.stats().as_dict()
         if self._front is not None:
@@ -292,6 +294,10 @@ class Daemon:
                     settings.shutdown_grace,
                 )
 
+    def _modem_ended(self, modem: L610) -> None:
+        # Counters describe the process, not one incarnation of the layers.
+        self._ended_modems = self._ended_modems.plus(modem.health())
+
     def _forget_layers(self) -> None:
         self._front = self._coap = self._handler = None
         self._modem = None
@@ -326,6 +332,7 @@ class Daemon:
                 await self._wait_either(asyncio.sleep(delay))
                 continue
             stack.push_async_exit(attempt)
+            stack.callback(self._modem_ended, modem)
             self._modem = modem
             health = modem.health()
             log.info(

@@ -27,10 +27,11 @@ from aiocoap.tokenmanager import TokenManager
 from bridge.coap.limits import check_request_fits
 from bridge.coap.messages import PipeliningMessageManager
 from bridge.coap.modem_port import CoapModem
+from bridge.coap.observation import Observation
 from bridge.coap.oscore import OscoreTransport, SecurityContexts, security_error
-from bridge.coap.remote import ModemRemote, remote_of
+from bridge.coap.remote import BLOCK_SIZE, ModemRemote, remote_of
 from bridge.coap.stats import CoapStats
-from bridge.coap.transport import ModemMessageInterface, TransportFailure
+from bridge.coap.transport import LostInReset, ModemMessageInterface, TransportFailure
 from bridge.errors import (
     BridgeError,
     Cancelled,
@@ -177,25 +178,57 @@ class ModemCoap:
         remote = self._prepare(message, oscore)
         transport = self._require_transport()
         started = time.monotonic()
-        generation = self._modem.generation
-        restartable = message.code in _IDEMPOTENT
         transport.hold(remote)
         self._requests += 1
         self._requests_in_flight += 1
         try:
             async with asyncio.timeout(timeout):
-                response = await self._response(self._context.request(message), remote)
-                if restartable and self._restart_after_reset(response, generation):
-                    restart = _fresh_copy(message)
-                    response = await self._response(self._context.request(restart), remote)
-                return response
+                return await self._exchange(message, remote)
         except TimeoutError:
-            raise self._timed_out(remote, timeout, started) from None
+            raise self._timed_out(remote, timeout) from None
         except coap_error.Error as exc:
             raise self._translate(exc, remote, started, oscore) from exc
         finally:
             self._requests_in_flight -= 1
             transport.release(remote)
+
+    async def _exchange(self, message: Any, remote: ModemRemote) -> Any:
+        """The response to `message`, sent again from scratch each time a modem reset cuts
+        it, if that is safe (idempotent method); otherwise the reset is the answer.
+
+        A reset leaves an exchange in one of three states: its CON still retransmits
+        (the next copy goes to the new instance: nothing to do), it waits for a separate
+        response due on the lost instance (`LostInReset`), or it is a Block1 upload
+        whose earlier blocks went to the old endpoint, so the server holds, or has
+        already taken, part of the body whatever it answers.
+        """
+        attempt = message
+        while True:
+            generation = self._modem.generation
+            try:
+                response = await self._response(self._context.request(attempt), remote)
+            except LostInReset:
+                if message.code not in _IDEMPOTENT:
+                    raise
+                logger.info(
+                    "modem reset while waiting for %s; sending the request again", remote.label
+                )
+            else:
+                if self._modem.generation == generation or not _cut_by_reset(message, response):
+                    return response
+                if message.code not in _IDEMPOTENT:
+                    raise ModemUnavailable(
+                        f"modem on {self._modem.port} was reset during the block-wise transfer "
+                        f"with {remote.label}, which answered {response.code.dotted}: the "
+                        "server may hold part of the body; send the request again"
+                    )
+                logger.info(
+                    "modem reset during a block-wise transfer with %s (answered %s); "
+                    "starting it over",
+                    remote.label,
+                    response.code.dotted,
+                )
+            attempt = _fresh_copy(message)
 
     def observe(
         self,
@@ -265,23 +298,7 @@ class ModemCoap:
         logger.debug("%s answered %s", remote.label, response)
         return response
 
-    def _restart_after_reset(self, response: Any, generation: int) -> bool:
-        """Whether a block-wise transfer cut by a modem reset should start over.
-
-        After a reset the modem's instance has a new source port, so the server no
-        longer matches the next blocks to the earlier ones and answers 4.08 Request
-        Entity Incomplete (RFC 7959 §2.9.2). For an idempotent method starting over
-        is safe (the server never saw the whole body, or only served one).
-        """
-        if response.code != Code.REQUEST_ENTITY_INCOMPLETE or self._modem.generation == generation:
-            return False
-        logger.info(
-            "modem reset during a block-wise transfer with %s (4.08); starting it over",
-            response.remote.hostinfo,
-        )
-        return True
-
-    def _timed_out(self, remote: ModemRemote, waited: float, started: float) -> BridgeError:
+    def _timed_out(self, remote: ModemRemote, waited: float) -> BridgeError:
         transport = self._transport
         assert transport is not None
         if transport.pool.waiting_for_instance(remote):
@@ -289,7 +306,7 @@ class ModemCoap:
                 f"no free client instance for {remote.label} within {waited:g} s "
                 "(every instance the modem allows is busy with other servers)"
             )
-        failure = transport.send_failure(remote, since=started)
+        failure = transport.send_failure(remote)
         if isinstance(failure, ModemError):
             return ModemError(failure.command, failure.result, code=failure.code, text=failure.text)
         if failure is not None:
@@ -310,7 +327,7 @@ class ModemCoap:
         if isinstance(exc.__cause__, BridgeError):
             return exc.__cause__
         if isinstance(exc, coap_error.TimeoutError):
-            return self._timed_out(remote, round(time.monotonic() - started, 1), started)
+            return self._timed_out(remote, round(time.monotonic() - started, 1))
         if isinstance(exc, coap_error.MessageError):
             return CoapReset(f"{remote.label} answered with a reset (RST)")
         if isinstance(exc, coap_error.LibraryShutdown):
@@ -338,6 +355,17 @@ class ModemCoap:
             self._transport.release(observation.remote)
 
 
+def _cut_by_reset(message: Any, response: Any) -> bool:
+    """Whether a response that arrived after a modem reset answers only part of a transfer.
+
+    The reopened instance has a new source port. A server then answers the next Block2
+    request 4.08 Request Entity Incomplete (RFC 7959 §2.9.2); for Block1 the blocks
+    sent before the reset belong to another endpoint, and servers answer anything from
+    4.08 to 5.00 or even 2.04 for the tail alone: a Block1 upload never counts.
+    """
+    return response.code == Code.REQUEST_ENTITY_INCOMPLETE or len(message.payload) > BLOCK_SIZE
+
+
 def _fresh_copy(message: Any) -> Any:
     """`message` as it was before aiocoap sent it, for sending it again from scratch.
 
@@ -350,91 +378,3 @@ def _fresh_copy(message: Any) -> Any:
     restart = message.copy(mid=None)
     restart.mtype = None
     return restart
-
-
-class Observation:
-    """An RFC 7641 observation: `async for` yields the first response, then notifications.
-
-    Iteration ends when the server ends the observation (or the resource is not
-    observable: then only the first response is yielded), and raises the bridge's errors
-    otherwise. `cancel()` deregisters from the server.
-    """
-
-    def __init__(
-        self,
-        coap: ModemCoap,
-        message: Any,
-        remote: ModemRemote,
-        timeout: float,
-        oscore: str | None = None,
-    ) -> None:
-        self.remote = remote
-        self._oscore = oscore
-        self._coap = coap
-        self._message = message
-        self._timeout = timeout
-        self._started = time.monotonic()
-        self._first_received = False
-        self._ended = False
-        coap._require_transport().hold(remote)
-        self._exchange = coap._context.request(message)
-        # Subscribed now so no notification between the response and the first
-        # __anext__ is missed (aiocoap keeps the latest one).
-        self._notifications = aiter(self._exchange.observation)
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> Any:
-        if self._ended:
-            raise StopAsyncIteration
-        if not self._first_received:
-            coap = self._coap
-            try:
-                async with asyncio.timeout(self._timeout):
-                    response = await self._exchange.response
-            except TimeoutError:
-                self._end()
-                raise coap._timed_out(self.remote, self._timeout, self._started) from None
-            except coap_error.Error as exc:
-                self._end()
-                raise coap._translate(exc, self.remote, self._started, self._oscore) from exc
-            except BaseException:
-                self._end()
-                raise
-            self._first_received = True
-            if response.opt.observe is None or not response.code.is_successful():
-                self._end()
-            return response
-        try:
-            return await anext(self._notifications)
-        except StopAsyncIteration:
-            self._end()
-            raise
-        except coap_error.Error as exc:
-            self._end()
-            raise self._coap._translate(exc, self.remote, self._started, self._oscore) from exc
-
-    @property
-    def cancelled(self) -> bool:
-        return self._ended
-
-    def cancel(self) -> None:
-        """Stop the observation and tell the server (RFC 7641 §3.6); idempotent."""
-        if self._ended:
-            return
-        registered = self._first_received
-        self._end()
-        if not self._exchange.response.done():
-            self._exchange.response.cancel()
-        if registered:
-            self._coap._deregister(self._message, self.remote)
-
-    def _end(self) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        observation = self._exchange.observation
-        if observation is not None and not observation.cancelled:
-            observation.cancel()
-        self._coap._observation_ended(self)

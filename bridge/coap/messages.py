@@ -102,6 +102,11 @@ class PipeliningMessageManager(MessageManager):
             return False
         return (message.remote, message.mid) in self._active_exchanges
 
+    def is_pending(self, message: Any) -> bool:
+        """True while `message` is still being transmitted or waits in the backlog."""
+        backlog = self._backlogs.get(message.remote, ())
+        return self.is_active(message) or any(entry[0] is message for entry in backlog)
+
     def send_message(self, message: Any, messageerror_monitor: Any) -> Callable[[], None] | None:
         super().send_message(message, messageerror_monitor)
         if message.mtype is CON and message.mid is not None:

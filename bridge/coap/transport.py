@@ -64,6 +64,15 @@ class TransportFailure(coap_error.NetworkError):
         self.failure = failure
 
 
+class LostInReset(TransportFailure):
+    """A request whose answer was due on an instance that a modem reset took away.
+
+    Its datagram went out (a CON already acknowledged, waiting for a separate response,
+    or a NON), so nothing will retransmit it onto the new instance; `ModemCoap` sends an
+    idempotent request again and fails the others.
+    """
+
+
 @dataclass(eq=False)
 class _Outgoing:
     message: Any
@@ -125,7 +134,7 @@ class ModemMessageInterface(interfaces.MessageInterface):
         self._holds: dict[ModemRemote, int] = {}
         # The last reason a datagram to a remote could not be sent, cleared by a success;
         # it turns a CoAP timeout into the modem error that really caused it.
-        self._send_failures: dict[ModemRemote, tuple[float, BridgeError]] = {}
+        self._send_failures: dict[ModemRemote, BridgeError] = {}
         self._closed = False
         self.stats = CoapStats()
         self.pool = InstancePool(
@@ -215,20 +224,34 @@ class ModemMessageInterface(interfaces.MessageInterface):
         """Reset listener: instances are gone; exchanges retransmit onto new ones.
 
         Observations cannot survive: the server keeps notifying the old instance's
-        address, which no longer exists. They end with a clear error.
+        address, which no longer exists. They end with a clear error. Requests whose
+        answer is due on an old instance (sent and not retransmitting) end `LostInReset`.
         """
         if self._closed:
             return
         self.pool.modem_reset()
-        failure = TransportFailure(
-            ModemUnavailable(
-                f"modem on {self._modem.port} was reset: the observation was lost; observe again"
-            )
+        port = self._modem.port
+        observation_lost = TransportFailure(
+            ModemUnavailable(f"modem on {port} was reset: the observation was lost; observe again")
         )
         requests = self._mman.token_manager.outgoing_requests or {}
+        loop = asyncio.get_running_loop()
         for pipe in list(requests.values()):
-            if pipe.request.opt.observe == 0:
-                asyncio.get_running_loop().call_soon(pipe.add_exception, failure)
+            request = pipe.request
+            if request.opt.observe == 0:
+                loop.call_soon(pipe.add_exception, observation_lost)
+            elif self._answer_due_on_lost_instance(request):
+                lost = ModemUnavailable(
+                    f"modem on {port} was reset while {request.remote.label} was still to "
+                    "answer; the request may have reached the server: send it again if safe"
+                )
+                loop.call_soon(pipe.add_exception, LostInReset(lost))
+
+    def _answer_due_on_lost_instance(self, request: Any) -> bool:
+        if self._mman.is_pending(request):
+            return False  # a CON still retransmits; the next copy goes to the new instance
+        queue = self._queues.get(request.remote)
+        return queue is None or not queue.holds(request)
 
     # -- bookkeeping for ModemCoap and the pool ------------------------------------------
 
@@ -247,10 +270,13 @@ class ModemMessageInterface(interfaces.MessageInterface):
     def in_flight(self) -> int:
         return sum(self._holds.values())
 
-    def send_failure(self, remote: ModemRemote, *, since: float) -> BridgeError | None:
-        """Why the last datagram to `remote` could not be sent, if that was after `since`."""
-        failed_at, failure = self._send_failures.get(remote, (0.0, None))
-        return failure if failed_at >= since else None
+    def send_failure(self, remote: ModemRemote) -> BridgeError | None:
+        """Why datagrams to `remote` cannot be sent, while no send has succeeded since.
+
+        Not bound to when a request started: a request queued behind one whose datagram
+        could not go out was never sent either, though the failure predates it.
+        """
+        return self._send_failures.get(remote)
 
     def workers(self) -> list[asyncio.Task[None]]:
         """The senders still running (shutdown lets them finish briefly)."""
@@ -386,7 +412,7 @@ class ModemMessageInterface(interfaces.MessageInterface):
 
     def _record_failure(self, remote: ModemRemote, exc: BridgeError) -> None:
         self.stats.send_failures += 1
-        self._send_failures[remote] = (time.monotonic(), exc)
+        self._send_failures[remote] = exc
         logger.warning("could not send to %s: %s", remote.label, exc)
 
     def _fail_message(self, message: Any, exc: BridgeError) -> None:

@@ -2,7 +2,8 @@
 
 `load_config` reports every problem at once, each with its dotted key path and line,
 e.g. ``mqtt.tls.ca_file (line 17): file /etc/ca.pem does not exist``. Duplicate keys
-are errors (PyYAML would keep the last), and alias expansion has a node budget.
+are errors (PyYAML would keep the last), alias expansion has a node budget, and a
+recursive alias or nesting deeper than `_MAX_YAML_DEPTH` is a located problem too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from bridge.errors import ConfigError
 MAX_CONFIG_BYTES = 1 << 20
 # Walking the YAML node tree expands aliases; a budget stops alias bombs and cycles.
 _MAX_YAML_NODES = 100_000
+# Far beyond any real config; keeps the walk (and PyYAML's recursive composer, which
+# would raise RecursionError) within Python's stack.
+_MAX_YAML_DEPTH = 64
 
 LineMap = dict[tuple[str, ...], int]
 
@@ -58,13 +62,20 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
 def _parse_yaml(source: str, text: str) -> tuple[object, LineMap, list[str]]:
     loader = yaml.SafeLoader(text)
     try:
-        node = loader.get_single_node()
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            reached = loader.get_mark()
+            raise ConfigError(
+                source,
+                [f"line {reached.line + 1}, column {reached.column + 1}: {_too_deep()}"],
+            ) from None
         if node is None:
             return None, {}, []
         # The document itself: where a missing top-level key is reported.
         lines: LineMap = {(): node.start_mark.line + 1}
         problems: list[str] = []
-        _index_lines(node, (), lines, problems, [_MAX_YAML_NODES])
+        _index_lines(node, (), lines, problems, [_MAX_YAML_NODES], frozenset())
         if problems:
             raise ConfigError(source, problems)
         return loader.construct_document(node), lines, problems
@@ -78,19 +89,34 @@ def _parse_yaml(source: str, text: str) -> tuple[object, LineMap, list[str]]:
         loader.dispose()
 
 
+def _too_deep() -> str:
+    return f"nested more than {_MAX_YAML_DEPTH} levels deep"
+
+
 def _index_lines(
     node: yaml.Node,
     path: tuple[str, ...],
     lines: LineMap,
     problems: list[str],
     budget: list[int],
+    ancestors: frozenset[int],
 ) -> None:
-    """Record the line of every key path; report duplicate keys (PyYAML keeps the last)."""
+    """Record the line of every key path; report duplicate keys (PyYAML keeps the last),
+    recursive aliases and nesting too deep to walk."""
     budget[0] -= 1
     if budget[0] < 0:
         if budget[0] == -1:
             problems.append(f"document has more than {_MAX_YAML_NODES} nodes (aliases expanded)")
         return
+    where = f"{'.'.join(path) or '(top level)'} (line {lines.get(path, node.start_mark.line + 1)})"
+    if id(node) in ancestors:
+        problems.append(f"{where}: recursive alias (the value contains itself)")
+        return
+    if len(path) > _MAX_YAML_DEPTH:
+        problems.append(f"{where}: {_too_deep()}")
+        return
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        ancestors = ancestors | {id(node)}
     if isinstance(node, yaml.MappingNode):
         first_seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -103,11 +129,11 @@ def _index_lines(
                 )
             first_seen.setdefault(key, line)
             lines.setdefault((*path, key), line)
-            _index_lines(value_node, (*path, key), lines, problems, budget)
+            _index_lines(value_node, (*path, key), lines, problems, budget, ancestors)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines.setdefault((*path, str(index)), item.start_mark.line + 1)
-            _index_lines(item, (*path, str(index)), lines, problems, budget)
+            _index_lines(item, (*path, str(index)), lines, problems, budget, ancestors)
 
 
 def _describe_errors(exc: ValidationError, lines: LineMap) -> list[str]:

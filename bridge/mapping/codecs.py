@@ -169,7 +169,11 @@ def decode_payload(
     kind = family(content_format)
     try:
         if kind is Family.JSON:
-            return _strict_json(payload), PayloadEncoding.JSON
+            try:
+                return _strict_json(payload), PayloadEncoding.JSON
+            except _NonFiniteNumber:
+                # Valid JSON text, but no strict JSON parser could read its value back.
+                return payload.decode("utf-8"), PayloadEncoding.TEXT
         if kind is Family.CBOR:
             return cbor_to_json(_single_cbor_item(payload)), PayloadEncoding.JSON
         if kind is Family.TEXT:
@@ -188,8 +192,26 @@ def refuse_json_constant(name: str) -> JsonValue:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class _NonFiniteNumber(ValueError):
+    """A JSON number too large for a double (`1e999`): it would be published as Infinity."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFiniteNumber(f"{text} does not fit a double")
+    return value
+
+
 def _strict_json(payload: bytes) -> JsonValue:
-    return cast(JsonValue, json.loads(payload.decode("utf-8"), parse_constant=refuse_json_constant))
+    return cast(
+        JsonValue,
+        json.loads(
+            payload.decode("utf-8"),
+            parse_constant=refuse_json_constant,
+            parse_float=_finite_float,
+        ),
+    )
 
 
 def _single_cbor_item(payload: bytes) -> object:
@@ -204,10 +226,11 @@ def cbor_to_json(item: object) -> JsonValue:
     """A decoded CBOR item as a JSON value.
 
     Byte strings become "hex:<hex>" (the spelling of opaque request option values),
-    map keys that are not text their JSON text, NaN/±inf the strings "NaN",
-    "Infinity", "-Infinity", tags {"tag": n, "value": v} except those cbor2 decodes
-    itself (date/time as ISO 8601, others by `str()`), undefined null, simple values
-    their number, sets a list.
+    map keys that are not text their JSON text (a map whose keys would then collide,
+    such as 1 and "1", becomes a list of [key, value] pairs: no entry is lost),
+    NaN/±inf the strings "NaN", "Infinity", "-Infinity", tags {"tag": n, "value": v}
+    except those cbor2 decodes itself (date/time as ISO 8601, others by `str()`),
+    undefined null, simple values their number, sets a list.
     """
     if item is None or isinstance(item, bool | int | str):
         return item
@@ -222,7 +245,11 @@ def cbor_to_json(item: object) -> JsonValue:
     if isinstance(item, list | tuple | set | frozenset):
         return [cbor_to_json(element) for element in item]
     if isinstance(item, dict):
-        return {_json_key(key): cbor_to_json(value) for key, value in item.items()}
+        converted = {_json_key(key): cbor_to_json(value) for key, value in item.items()}
+        if len(converted) == len(item):
+            return converted
+        # Keys that differ in CBOR (1 and "1") would merge into one JSON key.
+        return [[cbor_to_json(key), cbor_to_json(value)] for key, value in item.items()]
     if isinstance(item, cbor2.CBORTag):
         return {"tag": int(item.tag), "value": cbor_to_json(item.value)}
     if isinstance(item, cbor2.CBORSimpleValue):

@@ -9,9 +9,10 @@ becomes a `rejection`); `serve` runs the exchange and yields the answer objects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from bridge.coap import ModemCoap
@@ -46,7 +47,7 @@ class CoapRequests:
             return Envelope(request.id, response_topic=request.response_topic, cancel=True)
         return Envelope(request.id, request, request.response_topic, observe=request.observe)
 
-    async def serve(self, envelope: Envelope[ParsedRequest]) -> AsyncIterator[Answer]:
+    async def serve(self, envelope: Envelope[ParsedRequest]) -> AsyncGenerator[Answer, None]:
         request = envelope.request
         assert request is not None, "the front serves only parsed requests"
         context = {"request_id": request.id, "target": request.target}
@@ -68,12 +69,14 @@ class CoapRequests:
             )
             yield response_to_json(request.id, response, rtt_ms)
             return
-        async for answer in self._observe(request, message, started, context):
-            yield answer
+        # Closed with this generator, not when collected: the observation ends at once.
+        async with contextlib.aclosing(self._observe(request, message, started, context)) as stream:
+            async for answer in stream:
+                yield answer
 
     async def _observe(
         self, request: ParsedRequest, message: Any, started: float, context: dict[str, str]
-    ) -> AsyncIterator[Answer]:
+    ) -> AsyncGenerator[Answer, None]:
         deadline = started + request.timeout
         observation = self._coap.observe(message, timeout=request.timeout, oscore=request.oscore)
         notifications = aiter(observation)

@@ -6,8 +6,8 @@ request id and response topic when they were usable, so the front can route the 
 object. A request to an alias with `oscore` is marked for protection (`oscore`); one
 that would go unprotected to a server that requires OSCORE is refused. Where the
 contract leaves room: method defaults to GET, type to CON, `"payload": null` is no
-payload, an id has no `+`, `#` or control characters (it may be a topic level),
-duplicate keys are refused.
+payload, an id has nothing a topic name may not hold (it may be a topic level: no `+`,
+`#`, control characters, surrogates or noncharacters), duplicate keys are refused.
 """
 
 from __future__ import annotations
@@ -20,15 +20,17 @@ from aiocoap.numbers import OptionNumber
 from bridge.config import Settings
 from bridge.errors import BridgeError, ForbiddenTarget, InvalidRequest, SecurityError
 from bridge.mapping.codecs import (
+    Family,
     PayloadEncoding,
     content_format_number,
     encode_payload,
+    family,
     refuse_json_constant,
 )
-from bridge.mapping.options import parse_options
+from bridge.mapping.options import CoapOption, parse_options
 from bridge.mapping.request import METHODS, CancelRequest, ParsedRequest
-from bridge.mapping.uri import CONTROL_CHARS, ParsedUri, parse_uri
-from bridge.mqtt.topics import is_under_response_prefix, response_prefix
+from bridge.mapping.uri import ParsedUri, parse_uri
+from bridge.mqtt.topics import is_under_response_prefix, response_prefix, topic_problem
 
 MAX_ID_LENGTH: Final = 64
 _METHODS_BY_UPPER: Final = {method.upper(): method for method in METHODS}
@@ -86,7 +88,8 @@ def _request_id(body: dict[str, Any]) -> str | None:
     value = body.get("id")
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_LENGTH:
         return None
-    if CONTROL_CHARS.search(value) or "+" in value or "#" in value:
+    # The id may name a topic level: what no broker accepts in a topic is refused too.
+    if topic_problem(value) is not None:
         return None
     return value
 
@@ -99,7 +102,10 @@ def _id_problem(body: dict[str, Any]) -> str:
         return "id must be a string"
     if not 1 <= len(value) <= MAX_ID_LENGTH:
         return f"id must be 1-{MAX_ID_LENGTH} characters long"
-    return "id must not contain '+', '#' or control characters (it may be used in a topic)"
+    return (
+        "id must not contain '+', '#', control characters, surrogates or Unicode "
+        "noncharacters (it may be used as a topic level)"
+    )
 
 
 def _response_topic(value: object, settings: Settings) -> str | None:
@@ -154,7 +160,9 @@ def _payload(body: dict[str, Any], content_format: int | None, settings: Setting
     value = body.get("payload")
     given = body.get("payload_encoding")
     if given is None:
-        encoding = PayloadEncoding.TEXT if isinstance(value, str) else PayloadEncoding.JSON
+        # A string for a CBOR content format is a CBOR text string: raw UTF-8 is not CBOR.
+        as_text = isinstance(value, str) and family(content_format) is not Family.CBOR
+        encoding = PayloadEncoding.TEXT if as_text else PayloadEncoding.JSON
     else:
         try:
             encoding = PayloadEncoding(given)
@@ -247,6 +255,25 @@ def _protection(
     return None
 
 
+def _registers(options: tuple[CoapOption, ...], observe: bool) -> bool:
+    """Whether `options.observe` registers an observation (0, RFC 7641 §2).
+
+    1 deregisters, in a plain request; no other value means anything in a request.
+    """
+    values = [option.value for option in options if option.number == OptionNumber.OBSERVE]
+    if not values:
+        return False
+    value = int.from_bytes(values[0], "big")
+    if value == 0:
+        return True
+    if value == 1 and not observe:
+        return False
+    raise ValueError(
+        "options.observe is 0 (register: the request is an observation, as with "
+        '"observe": true) or 1 (deregister, in a request without "observe": true)'
+    )
+
+
 def _parse_fields(
     body: dict[str, Any], request_id: str, response_topic: str | None, settings: Settings
 ) -> ParsedRequest | CancelRequest:
@@ -274,10 +301,12 @@ def _parse_fields(
     content_format = _optional_format(body, "content_format")
     observe = _flag(body, "observe")
     options = parse_options(body.get("options", {}))
+    if _registers(options, observe):
+        # The server would keep notifying: only an observation reads (and ends) a stream.
+        observe = True
+        options = tuple(option for option in options if option.number != OptionNumber.OBSERVE)
     if observe and method not in _OBSERVABLE_METHODS:
         raise ValueError(f"observe needs method GET or FETCH, not {method}")
-    if observe and any(option.number == OptionNumber.OBSERVE for option in options):
-        raise ValueError("set either observe or options.observe, not both")
     return ParsedRequest(
         id=request_id,
         method=method,

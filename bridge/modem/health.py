@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,3 +46,29 @@ class ModemHealth:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    def after(self, earlier: ModemCounters) -> ModemHealth:
+        """This snapshot with the counts of the drivers this process ran before added."""
+        return replace(
+            self,
+            resets=self.resets + earlier.resets,
+            malformed_urcs=self.malformed_urcs + earlier.malformed_urcs,
+            datagrams_in=self.datagrams_in + earlier.datagrams_in,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ModemCounters:
+    """The counters of `ModemHealth` summed over drivers that have ended, so that a
+    restart of the layers (a reload) does not set the process's counts back to 0."""
+
+    resets: int = 0
+    malformed_urcs: int = 0
+    datagrams_in: int = 0
+
+    def plus(self, health: ModemHealth) -> ModemCounters:
+        return ModemCounters(
+            self.resets + health.resets,
+            self.malformed_urcs + health.malformed_urcs,
+            self.datagrams_in + health.datagrams_in,
+        )

@@ -2,12 +2,13 @@
 
 `Answers.route()` applies the contract's routing (`topics.answer_topic`: MQTT 5
 Response Topic with its Correlation Data echoed, else the body's `response_topic`, else
-`<base>/response/<id>`; no usable id: `<base>/response/invalid`). Answers are JSON, QoS
-1, not retained. `deliver()` acks the request once its answer's PUBACK came back, or when
-the broker rejected it (a redelivery would be rejected the same way); not when it was
-dropped or the link went first, so the broker redelivers the request. `on_answer`,
-if given, hears of each first answer delivered: "response" or the error kind, and the
-seconds since the request arrived.
+`<base>/response/<id>`; no usable id: `<base>/response/invalid`). A Response Topic that
+is one of the bridge's request topics, or starts with `$`, is refused (logged) and the
+next choice used. Answers are JSON, QoS 1, not retained. `deliver()` acks the request
+once its answer's PUBACK came back, or when the broker rejected it (a redelivery would
+be rejected the same way); not when it was dropped or the link went first, so the
+broker redelivers the request. `on_answer`, if given, hears of each first answer
+delivered: "response" or the error kind, and the seconds since the request arrived.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,11 +66,14 @@ class Answers:
         base_topic: str,
         error: ErrorAnswer,
         on_answer: AnswerListener | None = None,
+        inputs: Collection[str] = (),
     ) -> None:
         self._client = client
         self._base = base_topic
         self._error = error
         self._on_answer = on_answer
+        # The topics the bridge reads requests from (the front adds the pool topic late).
+        self._inputs = inputs
 
     def route(
         self, message: IncomingMessage, request_id: str | None, body_topic: str | None
@@ -78,16 +82,38 @@ class Answers:
             self._base,
             request_id,
             body_response_topic=body_topic,
-            mqtt5_response_topic=message.response_topic,
+            mqtt5_response_topic=self._usable_response_topic(message, request_id),
         )
         if topic_problem(topic) is not None:
             # An id with a wildcard or NUL cannot name a topic: not a usable id.
             topic = answer_topic(self._base, None)
         return Routing(topic, message.correlation_data)
 
+    def _usable_response_topic(
+        self, message: IncomingMessage, request_id: str | None
+    ) -> str | None:
+        """The MQTT 5 Response Topic, unless answering there would loop or be refused."""
+        topic = message.response_topic
+        if not topic:
+            return None
+        if topic in self._inputs:
+            problem = "it is a request topic of this bridge (the answer would be read as a request)"
+        elif topic.startswith("$"):
+            problem = "topics starting with '$' belong to the broker, which refuses publishes"
+        else:
+            return topic
+        log.warning(
+            "request %s: Response Topic %s refused: %s; answering on the default topic",
+            request_id,
+            topic,
+            problem,
+        )
+        return None
+
     def encode(self, request_id: str | None, answer: Answer) -> bytes:
         try:
-            return json.dumps(answer).encode()
+            # NaN and Infinity are not JSON: strict parsers (JSON.parse) reject them.
+            return json.dumps(answer, allow_nan=False).encode()
         except (TypeError, ValueError) as exc:
             log.error("request %s: answer is not JSON-serializable (%s)", request_id, exc)
             return json.dumps(self._error(request_id, BridgeError(str(exc)))).encode()

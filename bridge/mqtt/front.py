@@ -6,15 +6,18 @@ returns an `Envelope` (with `rejection` set for an invalid request whose id is k
 raising means no usable id); `serve(envelope)` yields one answer for a plain request,
 one per notification for an observation; `error(request_id, exc)` is the contract's
 error object. A request is acked after its first answer was acknowledged by the broker,
-served at most `max_in_flight` at a time, deduplicated by id for `dedupe_window`
-seconds, and answered `cancelled` on a cancel request or at shutdown. `set_info()`
-keeps the retained `<base>/info` published; `on_answer` hears of each first answer.
+served at most `max_in_flight` at a time, deduplicated by id and payload digest for
+`dedupe_window` seconds (the same id with another payload is `invalid_request`; an
+observation only while it runs), and answered `cancelled` on a cancel request or at
+shutdown. `set_info()` keeps the retained `<base>/info` published; `on_answer` hears of
+each first answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -66,6 +69,7 @@ class RequestHandler(Protocol[RequestT]):
 @dataclass(eq=False)
 class _InFlight:
     request_id: str
+    digest: bytes
     first_answer: asyncio.Future[Delivered]
     finished: asyncio.Future[None]
     observe: bool
@@ -88,15 +92,18 @@ class RequestFront(Generic[RequestT]):
         self._client = client
         self._handler = handler
         self._settings = settings
-        self._answers = Answers(client, settings.base_topic, handler.error, on_answer)
+        self._request_topics = {request_topic(settings.base_topic)}
+        self._answers = Answers(
+            client, settings.base_topic, handler.error, on_answer, self._request_topics
+        )
         self._health = HealthPublisher(client, settings, health)
         self._info = InfoPublisher(client, settings.base_topic)
         self._base = settings.base_topic
-        self._request_topics = {request_topic(settings.base_topic)}
         self._slots = asyncio.Semaphore(settings.max_in_flight)
-        # Responses are cached as their bare payload (most entries, no wrapper), errors
-        # with their kind.
-        self._cache: AnswerCache[Delivered | bytes] = AnswerCache(
+        # Keyed by id, with the digest of the request the answer belongs to; responses
+        # are cached as their bare payload (most entries, no wrapper), errors with their
+        # kind.
+        self._cache: AnswerCache[tuple[bytes, Delivered | bytes]] = AnswerCache(
             settings.dedupe_window, settings.dedupe_max_entries
         )
         self._in_flight: dict[str, _InFlight] = {}
@@ -256,22 +263,37 @@ class RequestFront(Generic[RequestT]):
             self._cancel(message, routing, request_id)
             return
         self._client.stats.requests += 1
+        digest = _digest(message.payload)
         record = self._in_flight.get(request_id)
+        cached = self._cache.get(request_id) if record is None else None
+        if (record is not None and record.digest != digest) or (
+            cached is not None and cached[0] != digest
+        ):
+            log.info("request %s refused: its id is in use by a different request", request_id)
+            reused = InvalidRequest(
+                f"id {request_id!r} is already used by a different request; "
+                "choose a new id for each request"
+            )
+            answer = self._answers.error(request_id, reused)
+            self._spawn("mqtt-reused", self._answers.deliver, message, routing, request_id, answer)
+            return
         if record is not None:
             log.info("request %s redelivered while in flight: attached", request_id)
             self._client.stats.dedupe_hits += 1
             task = self._spawn("mqtt-duplicate", self._answer_duplicate, message, routing, record)
             record.dependents.append(task)
             return
-        cached = self._cache.get(request_id)
         if cached is not None:
             log.info("request %s redelivered: answered from the dedupe cache", request_id)
             self._client.stats.dedupe_hits += 1
-            first = cached if isinstance(cached, Delivered) else Delivered(cached, None)
+            value = cached[1]
+            first = value if isinstance(value, Delivered) else Delivered(value, None)
             self._spawn("mqtt-cached", self._answers.deliver, message, routing, request_id, first)
             return
         loop = asyncio.get_running_loop()
-        record = _InFlight(request_id, loop.create_future(), loop.create_future(), envelope.observe)
+        record = _InFlight(
+            request_id, digest, loop.create_future(), loop.create_future(), envelope.observe
+        )
         self._in_flight[request_id] = record
         record.task = self._spawn(
             f"mqtt-request-{request_id}", self._serve, message, routing, envelope, record
@@ -364,7 +386,11 @@ class RequestFront(Generic[RequestT]):
     ) -> None:
         if not record.first_answer.done():
             record.first_answer.set_result(first)
-        self._cache.put(record.request_id, first.payload if first.error_kind is None else first)
+        # A stream is deduplicated while it runs (redeliveries attach to it); once it has
+        # ended, the same request observes anew rather than get its old first answer.
+        if not record.observe:
+            cached = first.payload if first.error_kind is None else first
+            self._cache.put(record.request_id, (record.digest, cached))
         # Shielded: a cancel arriving now must not stop the answer from being acked.
         delivery = self._spawn(
             "mqtt-deliver", self._answers.deliver, message, routing, record.request_id, first
@@ -388,6 +414,11 @@ class RequestFront(Generic[RequestT]):
     async def _ack_when_finished(self, message: IncomingMessage, record: _InFlight) -> None:
         await asyncio.shield(record.finished)
         message.ack()
+
+
+def _digest(payload: bytes) -> bytes:
+    """What tells a redelivery (the same request) from another request with the same id."""
+    return hashlib.blake2b(payload, digest_size=16).digest()
 
 
 def _cancellable(record: _InFlight) -> bool:

@@ -80,7 +80,8 @@ INVALID_FIELDS: list[Any] = [
     ({"accept": [50]}, "accept: must be a media type name or a number"),
     ({"observe": "yes"}, "observe must be true or false"),
     ({"observe": True, "method": "POST"}, "observe needs method GET or FETCH"),
-    ({"observe": True, "options": {"observe": 0}}, "either observe or options.observe"),
+    ({"observe": True, "options": {"observe": 1}}, "options.observe is 0 (register"),
+    ({"options": {"observe": 2}}, "options.observe is 0 (register"),
     ({"timeout": 0}, "greater than 0"),
     ({"timeout": -1}, "greater than 0"),
     ({"timeout": "5"}, "greater than 0"),
@@ -343,7 +344,7 @@ def test_option_values(settings: Settings) -> None:
         options={
             "etag": [],
             "uri_host": "virtual.example",
-            "observe": 0,
+            "observe": 1,
             "size2": 0,
             "request_tag": ["hex:"],
             "if_none_match": False,
@@ -351,7 +352,7 @@ def test_option_values(settings: Settings) -> None:
     )
     assert request.options == (
         CoapOption(3, b"virtual.example"),
-        CoapOption(6, b""),
+        CoapOption(6, b"\x01"),
         CoapOption(28, b""),
         CoapOption(292, b""),
     )
