@@ -127,7 +127,11 @@ async def serving(site: resource.Site, ports: Sequence[int]) -> AsyncIterator[No
     try:
         for port in ports:
             contexts.append(
-                await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port))
+                # UDP only: the modem speaks nothing else, and a TCP listener on the same
+                # number could collide with another program's port.
+                await aiocoap.Context.create_server_context(
+                    site, bind=("127.0.0.1", port), transports=["udp6"]
+                )
             )
         yield
     finally:

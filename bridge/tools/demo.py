@@ -109,7 +109,9 @@ def coap_server(port: int, oscore_context: Path) -> Iterator[None]:
         credentials = CredentialsMap()
         credentials[":bridge"] = oscore.FilesystemSecurityContext(str(oscore_context))
         site = OscoreSiteWrapper(coap_site(), credentials)
-        context = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port))
+        context = await aiocoap.Context.create_server_context(
+            site, bind=("127.0.0.1", port), transports=["udp6"]
+        )
         stop = loop.create_future()
         started.set()
         await stop
