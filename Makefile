@@ -55,5 +55,8 @@ bench: setup
 soak: setup
 	$(BIN)/python -m bench.soak
 
+fleet: setup
+	$(BIN)/python -m bench.fleet
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
