@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from bench.stack import Child, StackError, stable_tcp_port
-from bridge.loopback import wait_for_tcp
+from bridge.tools.loopback import wait_for_tcp
 
 CLUSTER_DIR = Path(__file__).resolve().parent
 NODE_SCRIPT = CLUSTER_DIR / "aedes-node.cjs"
