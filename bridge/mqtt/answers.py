@@ -55,10 +55,14 @@ def error_kind(exc: BaseException) -> str:
 class Answers:
     """Publishes answers through `client`; `error` builds the contract's error object."""
 
-    def __init__(self, client: MqttClient, base_topic: str, error: ErrorAnswer) -> None:
+    def __init__(
+        self, client: MqttClient, base_topic: str, error: ErrorAnswer, gateway_id: str = ""
+    ) -> None:
         self._client = client
         self._base = base_topic
         self._error = error
+        # Named in everything published here, so a client sees which gateway served it.
+        self._gateway = {"gateway": gateway_id} if gateway_id else {}
 
     def route(
         self, message: IncomingMessage, request_id: str | None, body_topic: str | None
@@ -76,10 +80,11 @@ class Answers:
 
     def encode(self, request_id: str | None, answer: Answer) -> bytes:
         try:
-            return json.dumps(answer).encode()
+            return json.dumps({**answer, **self._gateway}).encode()
         except (TypeError, ValueError) as exc:
             log.error("request %s: answer is not JSON-serializable (%s)", request_id, exc)
-            return json.dumps(self._error(request_id, BridgeError(str(exc)))).encode()
+            error = self._error(request_id, BridgeError(str(exc)))
+            return json.dumps({**error, **self._gateway}).encode()
 
     def error(self, request_id: str | None, exc: BaseException) -> Delivered:
         """The encoded error answer for `exc`."""

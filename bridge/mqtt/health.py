@@ -2,7 +2,8 @@
 
 Published every `health_interval` seconds, on each connect, and shortly after `kick()`
 (at most one per `health_min_gap`); the dict from the service's `health` callable with
-the front's counters merged into its `counters`.
+the front's counters merged into its `counters` and the front's `mqtt` member (the
+broker node in use, the pool membership) into its `mqtt`.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ class HealthPublisher:
         client: MqttClient,
         settings: FrontSettings,
         health: Callable[[], Mapping[str, Any]] | None,
+        mqtt: Callable[[], Mapping[str, Any]],
     ) -> None:
         self._client = client
         self._settings = settings
         self._health = health
+        self._mqtt = mqtt
         self._kick = asyncio.Event()
 
     def kick(self) -> None:
@@ -43,6 +46,7 @@ class HealthPublisher:
         counters = dict(health.get("counters", {}))
         counters.update(self._client.stats.as_dict())
         health["counters"] = counters
+        health["mqtt"] = {**health.get("mqtt", {}), **self._mqtt()}
         return health
 
     async def run(self) -> None:

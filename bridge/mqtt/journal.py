@@ -9,9 +9,12 @@ in flight, and `take_replayed(id)` tells (once) whether a redelivered id is one 
 Contract: entries live `window` seconds (wall clock, which survives a restart) and at
 most `max_entries` are kept, the oldest going first. SQLite in WAL mode with
 `synchronous=NORMAL`: a committed write survives SIGKILL of the process (not a power
-cut). A file that is not a usable journal (corrupt, another schema) is moved aside
-with a warning and a new one started, so a bad file never stops the daemon. Every
-call is synchronous and quick (one indexed row); the front calls them on the loop.
+cut). Writes are grouped: they join one open transaction, committed by `commit()`,
+which the front calls before it publishes a journaled answer, and which `defer` (the
+loop's `call_soon`) schedules after the first write of a loop turn; without `defer`
+each write commits at once. A file that is not a usable journal (corrupt, another
+schema) is moved aside with a warning and a new one started, so a bad file never
+stops the daemon; a failed write is logged and the dedupe goes on in memory.
 """
 
 from __future__ import annotations
@@ -59,15 +62,19 @@ class AnswerJournal:
         window: float,
         max_entries: int,
         clock: Callable[[], float],
+        defer: Callable[[Callable[[], None]], object] | None,
     ) -> None:
         self._db = connection
         self._window = window
         self._max_entries = max_entries
         self._clock = clock
+        self._defer = defer
+        self._commit_pending = False
         self._writes = 0
         self._left_in_flight = {row[0] for row in self._db.execute("SELECT id FROM in_flight")}
         self._db.execute("DELETE FROM in_flight")
         self._prune()
+        self._db.commit()
 
     @classmethod
     def open(
@@ -76,6 +83,7 @@ class AnswerJournal:
         window: float,
         max_entries: int,
         clock: Callable[[], float] = time.time,
+        defer: Callable[[Callable[[], None]], object] | None = None,
     ) -> AnswerJournal:
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +104,7 @@ class AnswerJournal:
                 connection = _connect(path)
             except sqlite3.Error as again:
                 raise JournalError(f"cannot create the dedupe journal {path}: {again}") from again
-        journal = cls(connection, window, max_entries, clock)
+        journal = cls(connection, window, max_entries, clock, defer)
         log.info(
             "dedupe journal %s: %d answers kept, %d requests were in flight at the last stop",
             path,
@@ -132,52 +140,73 @@ class AnswerJournal:
     def started(self, request_id: str) -> None:
         """Mark `request_id` as being served (its answer is not journaled yet)."""
         self._write(
-            "INSERT OR REPLACE INTO in_flight (id, started_at) VALUES (?, ?)",
-            (request_id, self._clock()),
+            [
+                (
+                    "INSERT OR REPLACE INTO in_flight (id, started_at) VALUES (?, ?)",
+                    (request_id, self._clock()),
+                )
+            ]
         )
 
-    def finished(self, request_id: str) -> None:
-        """Unmark a request that ended without a journaled answer (e.g. shutdown)."""
-        self._write("DELETE FROM in_flight WHERE id = ?", (request_id,))
-
     def record(self, request_id: str, payload: bytes, error_kind: str | None) -> None:
-        """Journal the first answer of `request_id` (committed when this returns)."""
-        if self._window <= 0 or self._max_entries <= 0:
-            self.finished(request_id)
-            return
-        with self._db:
-            self._db.execute("DELETE FROM in_flight WHERE id = ?", (request_id,))
-            self._db.execute(
-                "INSERT OR REPLACE INTO answers (id, answered_at, payload, error_kind)"
-                " VALUES (?, ?, ?, ?)",
-                (request_id, self._clock(), payload, error_kind),
+        """Journal the first answer of `request_id`; `commit()` before publishing it."""
+        writes: list[tuple[str, tuple[object, ...]]] = [
+            ("DELETE FROM in_flight WHERE id = ?", (request_id,))
+        ]
+        if self._window > 0 and self._max_entries > 0:
+            writes.append(
+                (
+                    "INSERT OR REPLACE INTO answers (id, answered_at, payload, error_kind)"
+                    " VALUES (?, ?, ?, ?)",
+                    (request_id, self._clock(), payload, error_kind),
+                )
             )
-        self._count_write()
+        self._write(writes)
+
+    def commit(self) -> None:
+        """Make every write so far durable (a no-op when there is none)."""
+        self._commit_pending = False
+        if not self._db.in_transaction:
+            return
+        try:
+            if self._writes >= PRUNE_EVERY:
+                self._writes = 0
+                self._prune()
+            self._db.commit()
+        except sqlite3.Error as exc:
+            log.error("dedupe journal: commit failed (%s); the dedupe goes on in memory", exc)
+            with contextlib.suppress(sqlite3.Error):
+                self._db.rollback()
 
     def close(self) -> None:
+        self.commit()
         with contextlib.suppress(sqlite3.Error):
             self._db.close()
 
-    def _write(self, statement: str, parameters: tuple[object, ...]) -> None:
-        with self._db:
-            self._db.execute(statement, parameters)
-        self._count_write()
-
-    def _count_write(self) -> None:
+    def _write(self, writes: list[tuple[str, tuple[object, ...]]]) -> None:
+        try:
+            for statement, parameters in writes:
+                self._db.execute(statement, parameters)
+        except sqlite3.Error as exc:
+            log.error("dedupe journal: write failed (%s); the dedupe goes on in memory", exc)
+            return
         self._writes += 1
-        if self._writes % PRUNE_EVERY == 0:
-            self._prune()
+        if self._defer is None:
+            self.commit()
+        elif not self._commit_pending:
+            self._commit_pending = True
+            self._defer(self.commit)
 
     def _prune(self) -> None:
+        """Drop expired rows and the oldest beyond `max_entries` (in the open transaction)."""
         horizon = self._clock() - self._window
-        with self._db:
-            self._db.execute("DELETE FROM answers WHERE answered_at <= ?", (horizon,))
-            self._db.execute("DELETE FROM in_flight WHERE started_at <= ?", (horizon,))
-            self._db.execute(
-                "DELETE FROM answers WHERE id IN (SELECT id FROM answers"
-                " ORDER BY answered_at DESC LIMIT -1 OFFSET ?)",
-                (self._max_entries,),
-            )
+        self._db.execute("DELETE FROM answers WHERE answered_at <= ?", (horizon,))
+        self._db.execute("DELETE FROM in_flight WHERE started_at <= ?", (horizon,))
+        self._db.execute(
+            "DELETE FROM answers WHERE id IN (SELECT id FROM answers"
+            " ORDER BY answered_at DESC LIMIT -1 OFFSET ?)",
+            (self._max_entries,),
+        )
 
 
 def _connect(path: Path) -> sqlite3.Connection:

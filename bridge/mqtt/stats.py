@@ -20,6 +20,8 @@ class MqttStats:
     responses: int = 0
     errors: int = 0
     timeouts: int = 0
+    # The front's journal: requests the previous process was serving when it died.
+    replayed_after_restart: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The health object's `counters` member (see the MQTT contract)."""
@@ -29,4 +31,5 @@ class MqttStats:
             "errors": self.errors,
             "timeouts": self.timeouts,
             "dropped_queued": self.dropped_queued,
+            "replayed_after_restart": self.replayed_after_restart,
         }

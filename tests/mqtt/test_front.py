@@ -48,6 +48,7 @@ async def test_mqtt311_round_trip_with_body_response_topic(
             "errors": 0,
             "timeouts": 0,
             "dropped_queued": 0,
+            "replayed_after_restart": 0,
         }
     assert topic == f"{BASE}/response/app-7"
     assert answer == {"id": "r2", "ok": True, "payload": 5}
