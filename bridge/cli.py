@@ -65,6 +65,24 @@ def _parser() -> argparse.ArgumentParser:
         "-W", "--wait", type=float, default=60.0, help="seconds to wait for an answer (60)"
     )
     request.add_argument("--id", help="request id (default: random)")
+    request.add_argument(
+        "--pool",
+        nargs="?",
+        const="",
+        metavar="POOL_TOPIC",
+        help="send to the fleet pool (default: the config's mqtt.pool_topic, else "
+        "coap-bridge/pool); MQTT 5",
+    )
+    request.add_argument(
+        "--retry", type=int, default=0, metavar="N", help="republish up to N times (same id)"
+    )
+    request.add_argument(
+        "--retry-after",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds without an answer before a republish (5)",
+    )
 
     # Listed for --help only: main() hands `simulate ...` to the simulator's own parser.
     verbs.add_parser("simulate", help="run the L610 simulator on a pseudo-terminal (see --help)")
@@ -90,18 +108,25 @@ def _check_config(path: str) -> int:
 
 
 def _request(args: argparse.Namespace) -> int:
+    from bridge.mqtt.brokers import BrokerAddress, parse_broker_address
     from bridge.tools.rr import BrokerTarget, RequestJob, run_request
 
     target = BrokerTarget()
     base_topic = "coap-bridge"
+    pool_topic = "coap-bridge/pool"
     if args.config:
         from bridge.config import load_config, load_password
 
         settings = load_config(args.config)
         mqtt = settings.mqtt
+        broker = (
+            parse_broker_address(mqtt.hosts[0])
+            if mqtt.hosts
+            else BrokerAddress(mqtt.host, mqtt.port)
+        )
         target = BrokerTarget(
-            host=mqtt.host,
-            port=mqtt.port,
+            host=broker.host,
+            port=broker.port,
             protocol=5 if str(mqtt.protocol) == "5" else 4,
             username=mqtt.username,
             password=load_password(settings) or "",
@@ -111,6 +136,7 @@ def _request(args: argparse.Namespace) -> int:
             key_file=str(mqtt.tls.key_file or ""),
         )
         base_topic = mqtt.base_topic
+        pool_topic = mqtt.pool_topic
     password = target.password
     if args.password_file:
         with open(args.password_file, encoding="utf-8") as handle:
@@ -152,6 +178,9 @@ def _request(args: argparse.Namespace) -> int:
         request=request,
         wait=args.wait,
         stream=args.observe,
+        retries=max(args.retry, 0),
+        retry_after=args.retry_after,
+        pool_topic=None if args.pool is None else (args.pool or pool_topic),
     )
     return run_request(target, job)
 
