@@ -370,6 +370,9 @@ class Daemon:
     def stop(self) -> None:
         self._child.stop()
 
+    def kill(self) -> None:
+        self._child.kill()
+
     def alive(self) -> bool:
         return self._child.alive()
 
