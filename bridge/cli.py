@@ -66,12 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     request.add_argument("--id", help="request id (default: random)")
     request.add_argument(
-        "--pool",
-        nargs="?",
-        const="",
-        metavar="POOL_TOPIC",
-        help="send to the fleet pool (default: the config's mqtt.pool_topic, else "
-        "coap-bridge/pool); MQTT 5",
+        "--pool", action="store_true", help="send to the fleet pool (MQTT 5) instead"
+    )
+    request.add_argument(
+        "--pool-topic", help="the pool's topic (default: the config's, else coap-bridge/pool)"
     )
     request.add_argument(
         "--retry", type=int, default=0, metavar="N", help="republish up to N times (same id)"
@@ -180,7 +178,7 @@ def _request(args: argparse.Namespace) -> int:
         stream=args.observe,
         retries=max(args.retry, 0),
         retry_after=args.retry_after,
-        pool_topic=None if args.pool is None else (args.pool or pool_topic),
+        pool_topic=(args.pool_topic or pool_topic) if args.pool else None,
     )
     return run_request(target, job)
 
