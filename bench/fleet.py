@@ -157,6 +157,8 @@ class PoolReport:
     lost_by_window: dict[str, int]
     bounds: dict[str, float]
     lost_at_s: list[float]  # when each lost request was first published, from the start
+    # Seconds from the freeze until mosquitto dropped the frozen members (its log).
+    frozen_dropped_after_s: float | None
 
     def lines(self) -> list[str]:
         mode = f"republishing (up to {self.retries} x)" if self.retries else "no republishing"
@@ -174,16 +176,25 @@ class PoolReport:
             ),
         ]
         if not self.retries:
-            rows.append(f"stranded: {self.lost_by_window}; bounds: {self.bounds}")
+            rows.append(
+                f"stranded: {self.lost_by_window}; bounds: {self.bounds} (frozen members "
+                f"dropped by the broker {self.frozen_dropped_after_s} s after the freeze)"
+            )
         return rows
 
 
 def pool_report(
-    sent: list[Sent], gateways: list[FleetGateway], plan: FleetPlan, start: float, retries: int
+    sent: list[Sent],
+    gateways: list[FleetGateway],
+    plan: FleetPlan,
+    start: float,
+    retries: int,
+    frozen_dropped_after: float | None,
 ) -> PoolReport:
     answered = [request for request in sent if request.answers]
     latencies = [min(request.answers)[0] - request.first_sent for request in answered]
-    freeze_window = KEEPALIVE_GRACE * plan.pool_keepalive
+    # What the broker was told (1.5 keepalives), or how long it really took.
+    freeze_window = max(KEEPALIVE_GRACE * plan.pool_keepalive, frozen_dropped_after or 0.0)
     windows: Counter[str] = Counter()
     for request in sent:
         if request.answers:
@@ -216,6 +227,7 @@ def pool_report(
         lost_at_s=sorted(
             round(request.first_sent - start, 2) for request in sent if not request.answers
         ),
+        frozen_dropped_after_s=frozen_dropped_after,
         bounds={
             "killed": plan.kill * plan.pool_receive_maximum,
             "frozen": round(
@@ -255,8 +267,14 @@ def run_pool(workdir: Path, plan: FleetPlan, retries: int) -> PoolReport:
         events = []
         if killed:
             events.append((plan.kill_at, lambda: _signal(killed, signal.SIGKILL, "killed")))
+        frozen_at: list[float] = []
+
+        def freeze() -> None:
+            _signal(frozen, signal.SIGSTOP, "frozen")
+            frozen_at.append(time.time())
+
         if frozen:
-            events.append((plan.freeze_at, lambda: _signal(frozen, signal.SIGSTOP, "frozen")))
+            events.append((plan.freeze_at, freeze))
         if killed and plan.restart_at >= 0:
             events.append((plan.restart_at, lambda: _restart(killed[0])))
         start = run_open_loop(
@@ -270,7 +288,23 @@ def run_pool(workdir: Path, plan: FleetPlan, retries: int) -> PoolReport:
         for gateway in gateways:
             if gateway.fate in ("alive", "restarted"):
                 gateway.daemon.check_alive()
-        return pool_report(requester.snapshot(), gateways, plan, start, retries)
+        dropped = _dropped_after(workdir / "mosquitto.log", frozen, frozen_at)
+        return pool_report(requester.snapshot(), gateways, plan, start, retries, dropped)
+
+
+def _dropped_after(
+    log_path: Path, frozen: list[FleetGateway], frozen_at: list[float]
+) -> float | None:
+    """Seconds (whole, as mosquitto logs them) from the freeze until the broker dropped
+    the last frozen member's pool connection for silence; None if it did not."""
+    if not frozen or not frozen_at:
+        return None
+    drops = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        stamp, _, text = line.partition(": ")
+        if "exceeded timeout" in text and any(f"{g.name}-pool " in text for g in frozen):
+            drops.append(float(stamp))
+    return round(max(drops) - frozen_at[0], 1) if len(drops) == len(frozen) else None
 
 
 def _signal(gateways: list[FleetGateway], signum: signal.Signals, fate: str) -> None:
