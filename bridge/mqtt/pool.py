@@ -81,6 +81,7 @@ class PoolMembership:
         self._wanted.set()
         self._unwanted = asyncio.Event()
         self._client: MqttClient | None = None
+        self._subscribed = False
         self.joins = 0
 
     @property
@@ -88,7 +89,7 @@ class PoolMembership:
         """`member` (connected and subscribed), `joining`, or `left`."""
         if self._client is None:
             return "left"
-        return "member" if self._client.connected else "joining"
+        return "member" if self._client.connected and self._subscribed else "joining"
 
     def health(self) -> dict[str, Any]:
         return {"state": self.state, "joins": self.joins}
@@ -111,15 +112,18 @@ class PoolMembership:
             async with self._make_client() as client:
                 self._client = client
                 client.add_subscription(self._filter)
-                pump = asyncio.create_task(self._pump(client), name="mqtt-pool-intake")
                 try:
-                    await self._unwanted.wait()
+                    async with asyncio.TaskGroup() as group:
+                        pump = group.create_task(self._pump(client), name="mqtt-pool-intake")
+                        await self._unwanted.wait()
+                        pump.cancel()
                 finally:
-                    pump.cancel()
-                    await asyncio.gather(pump, return_exceptions=True)
                     self._client = None
+                    self._subscribed = False
             log.info("left the pool %s: no modem is ready", self._filter)
 
     async def _pump(self, client: MqttClient) -> None:
+        await client.wait_connected()  # the subscription is acknowledged
+        self._subscribed = True
         async for message in client.messages():
             self._intake(message)

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from bridge.mqtt import MqttProtocol
+from tests.fixtures.modem import eventually
 from tests.fixtures.mosquitto import MosquittoBroker
 from tests.mqtt.conftest import PeerFactory
 from tests.mqtt.helpers import BASE, EchoHandler, client_settings, running_front
@@ -246,7 +247,12 @@ async def test_shared_subscription_serves_the_pool_topic(
     peer = peer_factory(mosquitto)
     peer.subscribe(f"{BASE}/response/#")
     settings = client_settings(mosquitto)
-    async with running_front(settings, EchoHandler(), shared_group="g1", pool_topic="pool/a"):
+    async with running_front(settings, EchoHandler(), shared_group="g1", pool_topic="pool/a") as (
+        _,
+        front,
+    ):
+        # The pool is served on a connection of its own: wait until it is subscribed.
+        await eventually(lambda: front.health_snapshot()["mqtt"]["pool"]["state"] == "member")
         peer.publish("pool/a/request", {"id": "p1"})
         topic, answer = await peer.receive_json()
     assert (topic, answer["id"]) == (f"{BASE}/response/p1", "p1")
