@@ -2,12 +2,14 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := mosquitto mosquitto-clients libcoap3-bin
+SYSTEM_PACKAGES := mosquitto mosquitto-clients libcoap3-bin redis-server nodejs
+# The clustered broker of the fleet tests: aedes nodes over Redis, installed here.
+CLUSTER := bench/cluster
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: setup system-packages lint test demo bench soak clean
+.PHONY: setup system-packages lint test demo bench soak fleet clean
 
-setup: system-packages $(VENV)/.installed
+setup: system-packages $(VENV)/.installed $(CLUSTER)/node_modules/.installed
 
 system-packages:
 	@missing=""; \
@@ -19,6 +21,16 @@ system-packages:
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
 	fi
+	@# Debian's nodejs comes without npm; a nodejs from elsewhere (NodeSource) has its own.
+	@command -v npm >/dev/null || { \
+		echo "installing system packages: npm"; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q npm; \
+	}
+
+# The versions pinned in package-lock.json accept the Node.js 18 of Debian 12.
+$(CLUSTER)/node_modules/.installed: $(CLUSTER)/package.json $(CLUSTER)/package-lock.json
+	npm ci --prefix $(CLUSTER) --no-audit --no-fund --loglevel=error
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +54,9 @@ bench: setup
 
 soak: setup
 	$(BIN)/python -m bench.soak
+
+fleet: setup
+	$(BIN)/python -m bench.fleet
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

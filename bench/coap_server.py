@@ -9,7 +9,7 @@ the same resources answer OSCORE-protected requests too, beside plaintext ones.
 Resources:
 - `/small`: a 20-byte JSON body, the typical meter reading.
 - `/p16`, `/p200`, `/p4k`: 16, 200 and 4096 bytes (the last one needs block-wise).
-- `/soak?id=<request id>`: a small body; counts every exchange per id, so the soak can
+- `/soak?id=<request id>`: GET or POST, a small body; counts every exchange per id, so the soak can
   tell a duplicated send (the bridge sent one MQTT request twice) from a retransmission
   (aiocoap's message layer answers those from its cache without rendering again).
 - `/echo`: POST answers with the request's payload, so a caller can match every answer
@@ -64,13 +64,22 @@ class SoakTarget(resource.Resource):  # type: ignore[misc]
         super().__init__()
         self._hits = hits
 
-    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+    def _count(self, request: aiocoap.Message) -> None:
         request_id = ""
         for parameter in request.opt.uri_query:
             if parameter.startswith("id="):
                 request_id = parameter[3:]
         self._hits[request_id] += 1
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        self._count(request)
         return aiocoap.Message(payload=SMALL_BODY, content_format=APPLICATION_JSON)
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        self._count(request)
+        return aiocoap.Message(
+            code=aiocoap.CHANGED, payload=SMALL_BODY, content_format=APPLICATION_JSON
+        )
 
 
 class Echo(resource.Resource):  # type: ignore[misc]

@@ -141,6 +141,16 @@ class Child:
         if self.process.stdout is not None:
             self.process.stdout.close()
 
+    def kill(self) -> None:
+        """SIGKILL: no goodbye, as a crash or a power cut would end it."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -359,6 +369,9 @@ class Daemon:
 
     def stop(self) -> None:
         self._child.stop()
+
+    def kill(self) -> None:
+        self._child.kill()
 
     def alive(self) -> bool:
         return self._child.alive()

@@ -65,6 +65,22 @@ def _parser() -> argparse.ArgumentParser:
         "-W", "--wait", type=float, default=60.0, help="seconds to wait for an answer (60)"
     )
     request.add_argument("--id", help="request id (default: random)")
+    request.add_argument(
+        "--pool", action="store_true", help="send to the fleet pool (MQTT 5) instead"
+    )
+    request.add_argument(
+        "--pool-topic", help="the pool's topic (default: the config's, else coap-bridge/pool)"
+    )
+    request.add_argument(
+        "--retry", type=int, default=0, metavar="N", help="republish up to N times (same id)"
+    )
+    request.add_argument(
+        "--retry-after",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds without an answer before a republish (5)",
+    )
 
     # Listed for --help only: main() hands `simulate ...` to the simulator's own parser.
     verbs.add_parser("simulate", help="run the L610 simulator on a pseudo-terminal (see --help)")
@@ -90,18 +106,25 @@ def _check_config(path: str) -> int:
 
 
 def _request(args: argparse.Namespace) -> int:
+    from bridge.mqtt.brokers import BrokerAddress, parse_broker_address
     from bridge.tools.rr import BrokerTarget, RequestJob, run_request
 
     target = BrokerTarget()
     base_topic = "coap-bridge"
+    pool_topic = "coap-bridge/pool"
     if args.config:
         from bridge.config import load_config, load_password
 
         settings = load_config(args.config)
         mqtt = settings.mqtt
+        broker = (
+            parse_broker_address(mqtt.hosts[0])
+            if mqtt.hosts
+            else BrokerAddress(mqtt.host, mqtt.port)
+        )
         target = BrokerTarget(
-            host=mqtt.host,
-            port=mqtt.port,
+            host=broker.host,
+            port=broker.port,
             protocol=5 if str(mqtt.protocol) == "5" else 4,
             username=mqtt.username,
             password=load_password(settings) or "",
@@ -111,6 +134,7 @@ def _request(args: argparse.Namespace) -> int:
             key_file=str(mqtt.tls.key_file or ""),
         )
         base_topic = mqtt.base_topic
+        pool_topic = mqtt.pool_topic
     password = target.password
     if args.password_file:
         with open(args.password_file, encoding="utf-8") as handle:
@@ -152,6 +176,9 @@ def _request(args: argparse.Namespace) -> int:
         request=request,
         wait=args.wait,
         stream=args.observe,
+        retries=max(args.retry, 0),
+        retry_after=args.retry_after,
+        pool_topic=(args.pool_topic or pool_topic) if args.pool else None,
     )
     return run_request(target, job)
 

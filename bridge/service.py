@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bridge.at.engine import AtEngine
@@ -28,6 +29,7 @@ from bridge.mapping import CoapRequests, unsolicited_to_json
 from bridge.modem.health import ModemCounters
 from bridge.modem.l610 import L610
 from bridge.mqtt import FrontSettings, MqttClient, MqttClientSettings, MqttStats, RequestFront
+from bridge.mqtt.brokers import parse_broker_address
 from bridge.ops import sdnotify
 from bridge.ops.info import info_object
 from bridge.ops.logs import configure_logging, register_secret
@@ -65,6 +67,7 @@ def client_settings(settings: Settings) -> MqttClientSettings:
         base_topic=mqtt.base_topic,
         host=mqtt.host,
         port=mqtt.port,
+        brokers=tuple(parse_broker_address(text) for text in mqtt.hosts),
         protocol=mqtt.protocol,
         username=mqtt.username,
         password=password,
@@ -80,8 +83,12 @@ def front_settings(settings: Settings) -> FrontSettings:
     """The request front's settings."""
     return FrontSettings(
         base_topic=settings.mqtt.base_topic,
+        gateway_id=settings.gateway_id,
         shared_group=settings.mqtt.shared_group,
         pool_topic=settings.mqtt.pool_topic,
+        pool_keepalive=settings.mqtt.pool_keepalive,
+        pool_receive_maximum=settings.mqtt.pool_receive_maximum,
+        state_dir=Path(settings.state_dir) if settings.state_dir else None,
         max_in_flight=settings.coap.max_in_flight,
         dedupe_window=settings.dedupe_window,
         health_interval=settings.health_interval,
@@ -232,8 +239,8 @@ class Daemon:
             modem = await self._bring_up_modem(stack, settings)
             if modem is None:
                 return
-            sdnotify.status(f"connecting to MQTT broker {settings.mqtt.host}:{settings.mqtt.port}")
             client = await stack.enter_async_context(MqttClient(client_settings(settings)))
+            sdnotify.status(f"connecting to MQTT broker {client.broker}")
             oscore = stack.enter_context(SecurityContexts.load(settings.coap.oscore_context_dirs()))
             coap = await stack.enter_async_context(
                 ModemCoap(
@@ -267,6 +274,8 @@ class Daemon:
             self._front = front
             coap.set_unmatched_handler(self._publish_unsolicited)
             modem.add_reset_listener(self._health_changed)
+            group = await stack.enter_async_context(asyncio.TaskGroup())
+            stack.callback(group.create_task(_pool_follows_modem(modem, front), name="pool").cancel)
             stack.callback(self._forget_layers)
             stack.callback(sdnotify.stopping)
             if settings.metrics.listen:
@@ -281,10 +290,9 @@ class Daemon:
                 f"serving {settings.mqtt.base_topic}/request via modem {settings.modem.port}"
             )
             log.info(
-                "bridge ready: modem %s, broker %s:%d, base topic %s",
+                "bridge ready: modem %s, broker %s, base topic %s",
                 settings.modem.port,
-                settings.mqtt.host,
-                settings.mqtt.port,
+                client.broker,
                 settings.mqtt.base_topic,
             )
             await self._wait_either(asyncio.Event().wait())
@@ -365,6 +373,19 @@ class Daemon:
             for task in tasks:
                 task.cancel()
         return finished
+
+
+async def _pool_follows_modem(modem: L610, front: RequestFront[Any]) -> None:
+    """Membership of the fleet pool follows the modem: in while it is ready."""
+    lost = asyncio.Event()
+    modem.add_reset_listener(lost.set)
+    while True:
+        await modem.wait_ready()
+        front.set_pool_wanted(True)
+        await lost.wait()
+        lost.clear()
+        front.set_pool_wanted(False)
+        front.health_changed()
 
 
 def run_daemon(config_path: str, *, log_format: str | None, log_level: str | None) -> int:

@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.fixtures.coap_servers",
     "tests.fixtures.oscore_server",
     "tests.fixtures.mosquitto",
+    "tests.fixtures.aedes_cluster",
     "tests.fixtures.daemon_config",
     "tests.fixtures.daemon_process",
     "tests.fixtures.mqtt_client",

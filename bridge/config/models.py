@@ -3,9 +3,10 @@
 The accepted shape is the contract's example (kept verbatim as
 `tests/config/contract-example.yaml`, documented key by key in
 `config/config.example.yaml`); keys may be added, never removed. Relative file paths
-(`mqtt.password_file`, `mqtt.tls.*_file`, `coap.servers.*.oscore.context_dir`) are
-resolved against the config file's directory (`base_dir` in the validation context)
-and stored absolute. `mqtt.protocol` and `mqtt.tls` use the MQTT package's own types.
+(`mqtt.password_file`, `mqtt.tls.*_file`, `coap.servers.*.oscore.context_dir`,
+`state_dir`) are resolved against the config file's directory (`base_dir` in the
+validation context) and stored absolute. `mqtt.protocol` and `mqtt.tls` use the MQTT
+package's own types.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pydantic import (
 from bridge.config.hosts import listen_address, normalize_host
 from bridge.config.oscore import oscore_context_problem
 from bridge.config.password import password_file_problem
+from bridge.mqtt.brokers import parse_broker_address
 from bridge.mqtt.settings import MqttProtocol, TlsSettings
 from bridge.mqtt.topics import topic_problem
 
@@ -114,6 +116,8 @@ def _topic_name(value: str) -> str:
 class MqttSettings(_Section):
     host: str = Field(default="localhost", min_length=1)
     port: Port = 1883
+    # A broker cluster: ["node1:1883", "node2:1883", ...], instead of host/port.
+    hosts: tuple[str, ...] = Field(default=(), strict=False)
     protocol: MqttProtocol = MqttProtocol.V5
     client_id: str = Field(default="", max_length=65535)
     username: str = ""
@@ -125,7 +129,29 @@ class MqttSettings(_Section):
     session_expiry: int = Field(default=86400, ge=0, le=0xFFFFFFFF)
     shared_group: str = ""
     pool_topic: str = "coap-bridge/pool"
+    pool_keepalive: int = Field(default=10, ge=1, le=65535)
+    pool_receive_maximum: int = Field(default=8, ge=1, le=65535)
     max_queued: int = Field(default=1000, ge=1)
+
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _hosts_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            raise ValueError('must be a list of "host:port" strings, e.g. ["node1:1883"]')
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _host_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for text in value:
+            parse_broker_address(text)
+        return tuple(text.strip() for text in value)
+
+    @model_validator(mode="after")
+    def _hosts_or_host(self) -> MqttSettings:
+        if self.hosts and self.model_fields_set & {"host", "port"}:
+            raise ValueError("set either mqtt.hosts or mqtt.host/mqtt.port, not both")
+        return self
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -291,6 +317,8 @@ class Settings(_Section):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     coap: CoapSettings = Field(default_factory=CoapSettings)
     dedupe_window: float = Field(default=600.0, ge=0, allow_inf_nan=False)
+    # A directory of the bridge's own: the dedupe journal survives crashes there.
+    state_dir: str = ""
     health_interval: Seconds = 60.0
     # Kept below the unit's TimeoutStopSec (30 s) minus the MQTT goodbye (about 6 s).
     shutdown_grace: Seconds = Field(default=20.0, le=600)
@@ -323,6 +351,11 @@ class Settings(_Section):
             mqtt["base_topic"] = f"coap-bridge/{gateway_id}"
         data["mqtt"] = mqtt
         return data
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, value: str, info: ValidationInfo) -> str:
+        return _resolve_path(value, info) if value else value
 
     @field_validator("gateway_id")
     @classmethod

@@ -13,7 +13,8 @@ def describe(settings: Settings) -> str:
     parts = [
         f"gateway {settings.gateway_id}",
         ", ".join(f"modem {modem.port}" for modem in settings.modems),
-        f"broker {mqtt.host}:{mqtt.port} ({transport})",
+        (f"brokers {', '.join(mqtt.hosts)}" if mqtt.hosts else f"broker {mqtt.host}:{mqtt.port}")
+        + f" ({transport})",
         f"base topic {mqtt.base_topic}",
         f"{servers} server{'s' if servers != 1 else ''}",
     ]

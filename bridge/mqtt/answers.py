@@ -67,6 +67,7 @@ class Answers:
         error: ErrorAnswer,
         on_answer: AnswerListener | None = None,
         inputs: Collection[str] = (),
+        gateway_id: str = "",
     ) -> None:
         self._client = client
         self._base = base_topic
@@ -74,6 +75,8 @@ class Answers:
         self._on_answer = on_answer
         # The topics the bridge reads requests from (the front adds the pool topic late).
         self._inputs = inputs
+        # Named in everything published here, so a client sees which gateway served it.
+        self._gateway = {"gateway": gateway_id} if gateway_id else {}
 
     def route(
         self, message: IncomingMessage, request_id: str | None, body_topic: str | None
@@ -113,10 +116,11 @@ class Answers:
     def encode(self, request_id: str | None, answer: Answer) -> bytes:
         try:
             # NaN and Infinity are not JSON: strict parsers (JSON.parse) reject them.
-            return json.dumps(answer, allow_nan=False).encode()
+            return json.dumps({**answer, **self._gateway}, allow_nan=False).encode()
         except (TypeError, ValueError) as exc:
             log.error("request %s: answer is not JSON-serializable (%s)", request_id, exc)
-            return json.dumps(self._error(request_id, BridgeError(str(exc)))).encode()
+            error = self._error(request_id, BridgeError(str(exc)))
+            return json.dumps({**error, **self._gateway}).encode()
 
     def error(self, request_id: str | None, exc: BaseException) -> Delivered:
         """The encoded error answer for `exc`."""

@@ -4,8 +4,12 @@ Contract: a persistent session (3.1.1 `clean_session=False`, 5 `clean_start=Fals
 `SessionExpiryInterval`); subscriptions sent on the first connect of the process and on
 every connect without a session present; manual acks (`IncomingMessage.ack()` acks only
 on the connection the message came on); the retained `<base>/status` online on every
-connect, offline as the Last Will and on a clean close; reconnects forever with
-`bridge.backoff.Backoff`. Publishing is `bridge.mqtt.outbox`, the socket
+connect, offline as the Last Will and on a clean close; reconnects forever. With
+several broker nodes (`brokers`, from `mqtt.hosts`) a lost or refused connection moves
+on to the next node at once, and `bridge.backoff.Backoff` waits only once every node
+failed in a row (`bridge.mqtt.brokers`); `broker` names the node in use. The pool
+connection (`clean_start`, `announce_status=False`) has a session that ends with it
+and no status of its own. Publishing is `bridge.mqtt.outbox`, the socket
 `bridge.mqtt.plumbing`.
 """
 
@@ -27,6 +31,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from bridge.backoff import Backoff
+from bridge.mqtt.brokers import BrokerRotation
 from bridge.mqtt.outbox import MqttClientError, Outbox, PublishProperties
 from bridge.mqtt.paho_client import connect_async, new_paho_client
 from bridge.mqtt.plumbing import SocketPlumbing
@@ -97,7 +102,9 @@ class MqttClient:
         self._tasks = asyncio.TaskGroup()  # the supervisor and paho's timers
         self._background: list[asyncio.Task[None]] = []
         self._refused = False  # the last CONNACK was a refusal (already logged)
-        self._backoff = Backoff(settings.reconnect_initial, settings.reconnect_max)
+        self._brokers = BrokerRotation(
+            settings.addresses, Backoff(settings.reconnect_initial, settings.reconnect_max)
+        )
 
     # -- public API --------------------------------------------------------------
 
@@ -124,6 +131,15 @@ class MqttClient:
     @property
     def protocol(self) -> MqttProtocol:
         return self._settings.protocol
+
+    @property
+    def settings(self) -> MqttClientSettings:
+        return self._settings
+
+    @property
+    def broker(self) -> str:
+        """The broker node in use (or being tried), `host:port`."""
+        return str(self._brokers.current)
 
     async def wait_connected(self) -> None:
         """Until the link is up and the subscriptions known at connect time are
@@ -180,7 +196,6 @@ class MqttClient:
     async def __aenter__(self) -> MqttClient:
         self._loop = asyncio.get_running_loop()
         self._io.attach(self._loop)
-        connect_async(self._paho, self._settings)
         await self._tasks.__aenter__()
         self._background = [
             self._tasks.create_task(self._supervise(), name="mqtt-supervisor"),
@@ -207,39 +222,40 @@ class MqttClient:
 
     async def _say_goodbye(self) -> None:
         timeout = self._settings.close_timeout
-        offline = self.publish(self._status_topic, OFFLINE, qos=1, retain=True)
-        with contextlib.suppress(TimeoutError, MqttClientError):
-            async with asyncio.timeout(timeout):
-                await offline
+        if self._settings.announce_status:
+            offline = self.publish(self._status_topic, OFFLINE, qos=1, retain=True)
+            with contextlib.suppress(TimeoutError, MqttClientError):
+                async with asyncio.timeout(timeout):
+                    await offline
         self._link_down.clear()
         self._paho.disconnect()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._link_down.wait()
-        log.info("disconnected from MQTT broker %s:%d", self._settings.host, self._settings.port)
+        log.info("disconnected from MQTT broker %s", self.broker)
 
     # -- connection supervision --------------------------------------------------
 
     async def _supervise(self) -> None:
-        settings = self._settings
-        backoff = self._backoff
+        brokers = self._brokers
         while True:
             self._link_down.clear()
             self._refused = False
-            log.info("connecting to MQTT broker %s:%d", settings.host, settings.port)
+            address = brokers.current
+            connect_async(self._paho, self._settings, address)
+            log.info("connecting to MQTT broker %s", address)
             try:
                 await asyncio.shield(self._io.connect())
             except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                log.warning(
-                    "cannot connect to MQTT broker %s:%d: %s", settings.host, settings.port, exc
-                )
+                log.warning("cannot connect to MQTT broker %s: %s", address, exc)
             else:
                 if await self._wait_connack():
-                    backoff.reset()
+                    brokers.connected()
                     await self._link_down.wait()
-            wait = backoff.next()
-            log.info("reconnecting to MQTT broker in %.1f s", wait)
-            await asyncio.sleep(wait)
+            wait = brokers.failed()
+            if wait:
+                log.info("reconnecting to MQTT broker %s in %.1f s", brokers.current, wait)
+                await asyncio.sleep(wait)
 
     async def _wait_connack(self) -> bool:
         """True once the link is up; False if it went down or CONNACK never came."""
@@ -257,16 +273,14 @@ class MqttClient:
         if self._link_down.is_set():
             if not self._refused:  # a refusal was logged with its reason already
                 log.warning(
-                    "MQTT broker %s:%d closed the connection before accepting it "
+                    "MQTT broker %s closed the connection before accepting it "
                     "(TLS client certificate not accepted?)",
-                    self._settings.host,
-                    self._settings.port,
+                    self.broker,
                 )
             return False
         log.warning(
-            "MQTT broker %s:%d sent no CONNACK within %.1f s",
-            self._settings.host,
-            self._settings.port,
+            "MQTT broker %s sent no CONNACK within %.1f s",
+            self.broker,
             self._settings.connect_timeout,
         )
         self._io.drop()
@@ -284,20 +298,15 @@ class MqttClient:
     ) -> None:
         if reason_code.is_failure:
             self._refused = True
-            log.error(
-                "MQTT broker %s:%d refused the connection: %s",
-                self._settings.host,
-                self._settings.port,
-                reason_code,
-            )
+            log.error("MQTT broker %s refused the connection: %s", self.broker, reason_code)
             return
         self._generation += 1
         self._connected = True
         self._stats.connects += 1
         log.info(
-            "connected to MQTT broker %s:%d (session present: %s)",
-            self._settings.host,
-            self._settings.port,
+            "connected to MQTT broker %s as %s (session present: %s)",
+            self.broker,
+            self._settings.client_id,
             flags.session_present,
         )
         # Leave paho's callback first: paho resends its own unacknowledged messages right
@@ -319,7 +328,8 @@ class MqttClient:
         if missing:
             _, self._awaiting_suback = self._paho.subscribe(missing)
             self._subscribed.update(topic_filter for topic_filter, _ in missing)
-        self._outbox.send_now(self._status_topic, ONLINE, retain=True)
+        if self._settings.announce_status:
+            self._outbox.send_now(self._status_topic, ONLINE, retain=True)
         self._outbox.flush()
         self._outbox.ready = True
         if self._awaiting_suback is None:
@@ -342,7 +352,7 @@ class MqttClient:
         if was_ready:
             self._stats.connection_losses += 1
             if not self._outbox.closing:
-                log.warning("lost the MQTT broker connection: %s", reason_code)
+                log.warning("lost the connection to MQTT broker %s: %s", self.broker, reason_code)
             self._notify(False)
 
     def _notify(self, up: bool) -> None:

@@ -8,9 +8,12 @@ one per notification for an observation; `error(request_id, exc)` is the contrac
 error object. A request is acked after its first answer was acknowledged by the broker,
 served at most `max_in_flight` at a time, deduplicated by id and payload digest for
 `dedupe_window` seconds (the same id with another payload is `invalid_request`; an
-observation only while it runs), and answered `cancelled` on a cancel request or at
-shutdown. `set_info()` keeps the retained `<base>/info` published; `on_answer` hears of
-each first answer.
+observation only while it runs; across restarts too with `state_dir`:
+`bridge.mqtt.journal`, committed before the answer is published), and answered
+`cancelled` on a cancel request or at shutdown. Pooled requests (`shared_group`, MQTT 5)
+come in on a connection of their own (`bridge.mqtt.pool`), joined while the service
+says so (`set_pool_wanted`). `set_info()` keeps the retained `<base>/info` published;
+`on_answer` hears of each first answer.
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ from bridge.mqtt.answers import (
 from bridge.mqtt.client import IncomingMessage, MqttClient
 from bridge.mqtt.dedupe import AnswerCache
 from bridge.mqtt.health import HealthPublisher, InfoPublisher
-from bridge.mqtt.settings import FrontSettings, MqttProtocol
+from bridge.mqtt.journal import AnswerJournal
+from bridge.mqtt.pool import PoolMembership, pool_membership
+from bridge.mqtt.settings import FrontSettings
 from bridge.mqtt.stats import MqttStats
-from bridge.mqtt.topics import request_topic, shared_request_filter, unsolicited_topic
+from bridge.mqtt.topics import request_topic, unsolicited_topic
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +99,14 @@ class RequestFront(Generic[RequestT]):
         self._settings = settings
         self._request_topics = {request_topic(settings.base_topic)}
         self._answers = Answers(
-            client, settings.base_topic, handler.error, on_answer, self._request_topics
+            client,
+            settings.base_topic,
+            handler.error,
+            on_answer,
+            self._request_topics,
+            settings.gateway_id,
         )
-        self._health = HealthPublisher(client, settings, health)
+        self._health = HealthPublisher(client, settings, health, self._mqtt_health)
         self._info = InfoPublisher(client, settings.base_topic)
         self._base = settings.base_topic
         self._slots = asyncio.Semaphore(settings.max_in_flight)
@@ -111,6 +121,8 @@ class RequestFront(Generic[RequestT]):
         self._requests = asyncio.TaskGroup()  # per-request work
         self._background: list[asyncio.Task[None]] = []
         self._serving = 0
+        self._journal: AnswerJournal | None = None
+        self._pool: PoolMembership | None = None
 
     # -- public API --------------------------------------------------------------
 
@@ -141,6 +153,11 @@ class RequestFront(Generic[RequestT]):
             content_type=JSON_CONTENT_TYPE,
         )
 
+    def set_pool_wanted(self, wanted: bool) -> None:
+        """Join the pool (True) or leave it (False); the service follows modem readiness."""
+        if self._pool is not None:
+            self._pool.set_wanted(wanted)
+
     def health_changed(self) -> None:
         """Publish health soon (coalesced: at most one per `health_min_gap`)."""
         self._health.kick()
@@ -152,21 +169,26 @@ class RequestFront(Generic[RequestT]):
         """Publish `<base>/info` (retained) now, and again on every connect."""
         self._info.set(info)
 
+    def _mqtt_health(self) -> dict[str, Any]:
+        mqtt: dict[str, Any] = {"broker": self._client.broker}
+        if self._pool is not None:
+            mqtt["pool"] = self._pool.health()
+        return mqtt
+
     # -- lifecycle ---------------------------------------------------------------
 
     async def __aenter__(self) -> RequestFront[RequestT]:
         settings = self._settings
-        if settings.shared_group:
-            if self._client.protocol is MqttProtocol.V5:
-                self._request_topics.add(f"{settings.pool_topic}/request")
-                self._client.add_subscription(
-                    shared_request_filter(settings.shared_group, settings.pool_topic)
-                )
-            else:
-                log.warning(
-                    "shared_group %r ignored: shared subscriptions need MQTT 5",
-                    settings.shared_group,
-                )
+        if settings.state_dir is not None:
+            self._journal = AnswerJournal.open(
+                settings.state_dir,
+                settings.dedupe_window,
+                settings.dedupe_max_entries,
+                defer=asyncio.get_running_loop().call_soon,
+            )
+        self._pool = pool_membership(self._client, settings, self._take)
+        if self._pool is not None:
+            self._request_topics.add(f"{settings.pool_topic}/request")
         self._client.add_subscription(request_topic(self._base))
         self._client.add_connection_listener(self._health.on_connection)
         self._client.add_connection_listener(self._info.on_connection)
@@ -176,13 +198,18 @@ class RequestFront(Generic[RequestT]):
             self._group.create_task(self._consume(), name="mqtt-front-requests"),
             self._group.create_task(self._health.run(), name="mqtt-front-health"),
         ]
+        if self._pool is not None:
+            self._background.append(self._group.create_task(self._pool.run(), name="mqtt-pool"))
         self._health.kick()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        consume, health_task = self._background
-        consume.cancel()
-        await asyncio.wait([consume])
+        consume, health_task, *pool = self._background
+        # Intake stops on both connections, the pool's first: the broker stops handing
+        # this gateway pooled requests while the others are being finished.
+        for task in (*pool, consume):
+            task.cancel()
+        await asyncio.wait([*pool, consume])
         grace = self._settings.shutdown_grace
         for record in list(self._in_flight.values()):
             if record.task is None or record.task.done():
@@ -212,6 +239,8 @@ class RequestFront(Generic[RequestT]):
                 await self._requests.__aexit__(None, None, None)
         health_task.cancel()
         await self._group.__aexit__(None, None, None)
+        if self._journal is not None:
+            self._journal.close()
 
     def _spawn(
         self, name: str, work: Callable[P, Awaitable[None]], *args: P.args, **kwargs: P.kwargs
@@ -269,13 +298,7 @@ class RequestFront(Generic[RequestT]):
         if (record is not None and record.digest != digest) or (
             cached is not None and cached[0] != digest
         ):
-            log.info("request %s refused: its id is in use by a different request", request_id)
-            reused = InvalidRequest(
-                f"id {request_id!r} is already used by a different request; "
-                "choose a new id for each request"
-            )
-            answer = self._answers.error(request_id, reused)
-            self._spawn("mqtt-reused", self._answers.deliver, message, routing, request_id, answer)
+            self._refuse_reused_id(message, routing, request_id)
             return
         if record is not None:
             log.info("request %s redelivered while in flight: attached", request_id)
@@ -290,6 +313,8 @@ class RequestFront(Generic[RequestT]):
             first = value if isinstance(value, Delivered) else Delivered(value, None)
             self._spawn("mqtt-cached", self._answers.deliver, message, routing, request_id, first)
             return
+        if self._journal is not None and self._from_journal(message, routing, request_id, digest):
+            return
         loop = asyncio.get_running_loop()
         record = _InFlight(
             request_id, digest, loop.create_future(), loop.create_future(), envelope.observe
@@ -298,6 +323,42 @@ class RequestFront(Generic[RequestT]):
         record.task = self._spawn(
             f"mqtt-request-{request_id}", self._serve, message, routing, envelope, record
         )
+
+    def _refuse_reused_id(
+        self, message: IncomingMessage, routing: Routing, request_id: str
+    ) -> None:
+        log.info("request %s refused: its id is in use by a different request", request_id)
+        reused = InvalidRequest(
+            f"id {request_id!r} is already used by a different request; "
+            "choose a new id for each request"
+        )
+        answer = self._answers.error(request_id, reused)
+        self._spawn("mqtt-reused", self._answers.deliver, message, routing, request_id, answer)
+
+    def _from_journal(
+        self, message: IncomingMessage, routing: Routing, request_id: str, digest: bytes
+    ) -> bool:
+        """Answer a request a previous process answered; count one it was serving."""
+        assert self._journal is not None
+        journaled = self._journal.answered(request_id)
+        if journaled is not None and journaled.digest != digest:
+            self._refuse_reused_id(message, routing, request_id)
+            return True
+        if journaled is not None:
+            log.info("request %s redelivered: answered from the dedupe journal", request_id)
+            self._client.stats.dedupe_hits += 1
+            first = Delivered(journaled.payload, journaled.error_kind)
+            self._spawn(
+                "mqtt-journaled", self._answers.deliver, message, routing, request_id, first
+            )
+            return True
+        if self._journal.take_replayed(request_id):
+            self._client.stats.replayed_after_restart += 1
+            log.warning(
+                "request %s was being served when the last process stopped: serving it again",
+                request_id,
+            )
+        return False
 
     def _cancel(self, message: IncomingMessage, routing: Routing, request_id: str) -> None:
         record = self._in_flight.get(request_id)
@@ -334,6 +395,8 @@ class RequestFront(Generic[RequestT]):
             holding = True
             self._serving += 1
             record.started = True
+            if self._journal is not None:
+                self._journal.started(request_id)
             stream = self._handler.serve(envelope)
             try:
                 async for answer in stream:
@@ -391,11 +454,27 @@ class RequestFront(Generic[RequestT]):
         if not record.observe:
             cached = first.payload if first.error_kind is None else first
             self._cache.put(record.request_id, (record.digest, cached))
+        if self._journal is not None:
+            if record.observe:
+                self._journal.finished(record.request_id)
+            else:
+                self._journal.record(
+                    record.request_id, record.digest, first.payload, first.error_kind
+                )
         # Shielded: a cancel arriving now must not stop the answer from being acked.
         delivery = self._spawn(
-            "mqtt-deliver", self._answers.deliver, message, routing, record.request_id, first
+            "mqtt-deliver", self._deliver_first, message, routing, record.request_id, first
         )
         await asyncio.shield(delivery)
+
+    async def _deliver_first(
+        self, message: IncomingMessage, routing: Routing, request_id: str, first: Delivered
+    ) -> None:
+        if self._journal is not None:
+            # Once the answer may have gone out, a redelivery must find it in the journal.
+            # One commit takes every answer journaled since the last one.
+            self._journal.commit()
+        await self._answers.deliver(message, routing, request_id, first)
 
     def _forget(self, record: _InFlight) -> None:
         if self._in_flight.get(record.request_id) is record:

@@ -3,8 +3,9 @@
 Published every `health_interval` seconds, on each connect, and shortly after `kick()`
 (at most one per `health_min_gap`); the dict from the service's `health` callable with
 the front's counters merged into its `counters` (and `queued`: answers waiting for
-the broker). `InfoPublisher` keeps the retained `<base>/info` published: when set, and
-on each connect.
+the broker) and the front's `mqtt` member (the broker node in use, the pool
+membership) into its `mqtt`. `InfoPublisher` keeps the retained `<base>/info`
+published: when set, and on each connect.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ class HealthPublisher:
         client: MqttClient,
         settings: FrontSettings,
         health: Callable[[], Mapping[str, Any]] | None,
+        mqtt: Callable[[], Mapping[str, Any]],
     ) -> None:
         self._client = client
         self._settings = settings
         self._health = health
+        self._mqtt = mqtt
         self._kick = asyncio.Event()
 
     def kick(self) -> None:
@@ -46,6 +49,7 @@ class HealthPublisher:
         counters.update(self._client.stats.as_dict())
         counters["queued"] = self._client.queued
         health["counters"] = counters
+        health["mqtt"] = {**health.get("mqtt", {}), **self._mqtt()}
         return health
 
     async def run(self) -> None:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
+
+from bridge.mqtt.brokers import BrokerAddress
 
 
 class MqttProtocol(StrEnum):
@@ -43,12 +46,20 @@ class MqttClientSettings:
     base_topic: str
     host: str = "localhost"
     port: int = 1883
+    # `mqtt.hosts`: the nodes of a broker cluster, tried in turn; empty = host/port.
+    brokers: tuple[BrokerAddress, ...] = ()
     protocol: MqttProtocol = MqttProtocol.V5
     username: str = ""
     password: str = field(default="", repr=False)
     tls: TlsSettings | None = None
     keepalive: int = 30
     session_expiry: int = 86400
+    # True for the pool connection: its session (and the broker's assignments to it)
+    # ends with the connection.
+    clean_start: bool = False
+    # The retained `<base>/status` online/offline and its Last Will: only one connection
+    # of a gateway announces it.
+    announce_status: bool = True
     # Answers waiting while the broker is unreachable; beyond this the oldest is dropped.
     max_queued: int = 1000
     # MQTT 5 Receive Maximum: how many unacknowledged requests the broker may hand us at
@@ -70,12 +81,25 @@ class MqttClientSettings:
         if self.tls is not None and not self.tls.enabled:
             raise ValueError("tls is given but not enabled; pass tls=None for plain TCP")
 
+    @property
+    def addresses(self) -> tuple[BrokerAddress, ...]:
+        """The broker nodes to try, in order."""
+        return self.brokers or (BrokerAddress(self.host, self.port),)
+
 
 @dataclass(frozen=True)
 class FrontSettings:
     base_topic: str
+    # Named in every answer (`"gateway"`), so a client sees who served it.
+    gateway_id: str = ""
     shared_group: str = ""
     pool_topic: str = "coap-bridge/pool"
+    # The pool connection: dropped by the broker after 1.5 x this silence, and at most
+    # this many pooled requests in flight on it.
+    pool_keepalive: int = 10
+    pool_receive_maximum: int = 8
+    # Where the crash-safe dedupe journal lives; None = the in-memory cache only.
+    state_dir: Path | None = None
     max_in_flight: int = 64
     dedupe_window: float = 600.0
     dedupe_max_entries: int = 10000

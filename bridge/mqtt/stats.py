@@ -22,6 +22,8 @@ class MqttStats:
     timeouts: int = 0
     # Redelivered requests answered without serving them again (attached or cached).
     dedupe_hits: int = 0
+    # The front's journal: requests the previous process was serving when it died.
+    replayed_after_restart: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The health object's `counters` member (see the MQTT contract)."""
@@ -32,4 +34,5 @@ class MqttStats:
             "timeouts": self.timeouts,
             "dropped_queued": self.dropped_queued,
             "dedupe_hits": self.dedupe_hits,
+            "replayed_after_restart": self.replayed_after_restart,
         }

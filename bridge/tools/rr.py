@@ -2,7 +2,11 @@
 
 A client of the bridge, not part of the daemon: it speaks the MQTT contract from the
 outside. With MQTT 5 it uses Response Topic + Correlation Data; with 3.1.1 it puts
-`response_topic` in the request body.
+`response_topic` in the request body. With `pool_topic` the request goes to the fleet
+pool (`<pool_topic>/request`, answered on `<pool_topic>/response/...`, MQTT 5 only).
+With `retries`, a request still unanswered after `retry_after` seconds is published
+again with the same id (the contract's client side of at-least-once delivery); the
+first answer is printed.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ class RequestJob:
     max_answers: int | None = None
     # Display only: longer string payloads are shortened when printed.
     max_payload_chars: int | None = None
+    retries: int = 0
+    retry_after: float = 5.0
+    pool_topic: str | None = None
 
 
 def _connect(target: BrokerTarget, client_id: str) -> mqtt.Client:
@@ -116,7 +123,11 @@ def run_request(target: BrokerTarget, job: RequestJob, out: TextIO = sys.stdout)
     """
     answers: queue.Queue[dict[str, Any]] = queue.Queue()
     session = uuid.uuid4().hex[:12]
-    reply_topic = f"{job.base_topic}/response/rr-{session}"
+    if job.pool_topic is not None and target.protocol != 5:
+        raise RequestToolError("the pool is served with MQTT 5 only; use protocol 5")
+    topic_root = job.pool_topic if job.pool_topic is not None else job.base_topic
+    request_topic = f"{topic_root}/request"
+    reply_topic = f"{topic_root}/response/rr-{session}"
     request = dict(job.request)
     client = _connect(target, f"mqtt-coap-bridge-rr-{session}")
     subscribed: queue.Queue[bool] = queue.Queue()
@@ -143,19 +154,31 @@ def run_request(target: BrokerTarget, job: RequestJob, out: TextIO = sys.stdout)
             properties.CorrelationData = session.encode()
         else:
             request["response_topic"] = reply_topic
-        info = client.publish(
-            f"{job.base_topic}/request", json.dumps(request), qos=1, properties=properties
-        )
-        info.wait_for_publish(timeout=10)
+        body = json.dumps(request)
+        client.publish(request_topic, body, qos=1, properties=properties).wait_for_publish(10)
         status = 2
         received = 0
+        republished = 0
         try:
             while True:
+                retry = received == 0 and republished < job.retries
+                wait = job.retry_after if retry else job.wait
                 try:
-                    answer = answers.get(timeout=job.wait)
+                    answer = answers.get(timeout=wait)
                 except queue.Empty:
+                    if retry:
+                        republished += 1
+                        print(
+                            f"no answer within {wait:g} s: republished "
+                            f"({republished} of {job.retries})",
+                            file=sys.stderr,
+                        )
+                        client.publish(
+                            request_topic, body, qos=1, properties=properties
+                        ).wait_for_publish(10)
+                        continue
                     if status == 2:
-                        print(f"no answer within {job.wait:g} s", file=sys.stderr)
+                        print(f"no answer within {wait:g} s", file=sys.stderr)
                     return status
                 print(json.dumps(_shortened(answer, job.max_payload_chars)), file=out, flush=True)
                 received += 1
@@ -167,9 +190,7 @@ def run_request(target: BrokerTarget, job: RequestJob, out: TextIO = sys.stdout)
         finally:
             if job.stream:
                 cancel = {"id": request["id"], "cancel": True}
-                client.publish(
-                    f"{job.base_topic}/request", json.dumps(cancel), qos=1
-                ).wait_for_publish(timeout=5)
+                client.publish(request_topic, json.dumps(cancel), qos=1).wait_for_publish(timeout=5)
     except KeyboardInterrupt:
         return 0
     finally:

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from bridge.mqtt import MqttProtocol
+from tests.fixtures.modem import eventually
 from tests.fixtures.mosquitto import MosquittoBroker
 from tests.mqtt.conftest import PeerFactory
 from tests.mqtt.helpers import BASE, EchoHandler, client_settings, running_front
@@ -49,6 +50,7 @@ async def test_mqtt311_round_trip_with_body_response_topic(
             "timeouts": 0,
             "dropped_queued": 0,
             "dedupe_hits": 0,
+            "replayed_after_restart": 0,
         }
     assert topic == f"{BASE}/response/app-7"
     assert answer == {"id": "r2", "ok": True, "payload": 5}
@@ -246,7 +248,12 @@ async def test_shared_subscription_serves_the_pool_topic(
     peer = peer_factory(mosquitto)
     peer.subscribe(f"{BASE}/response/#")
     settings = client_settings(mosquitto)
-    async with running_front(settings, EchoHandler(), shared_group="g1", pool_topic="pool/a"):
+    async with running_front(settings, EchoHandler(), shared_group="g1", pool_topic="pool/a") as (
+        _,
+        front,
+    ):
+        # The pool is served on a connection of its own: wait until it is subscribed.
+        await eventually(lambda: front.health_snapshot()["mqtt"]["pool"]["state"] == "member")
         peer.publish("pool/a/request", {"id": "p1"})
         topic, answer = await peer.receive_json()
     assert (topic, answer["id"]) == (f"{BASE}/response/p1", "p1")
