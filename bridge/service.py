@@ -133,6 +133,15 @@ class Daemon:
     def request_reload(self) -> None:
         sdnotify.reloading()
         try:
+            self._reload_config()
+        finally:
+            # Whatever happened, systemd must see the reload end (or it waits forever).
+            sdnotify.ready()
+        if self._front is not None:
+            self._front.health_changed()
+
+    def _reload_config(self) -> None:
+        try:
             new = load_config(self._config_path)
             client_settings(new)  # the password file must be readable too
         except BridgeError as exc:
@@ -153,9 +162,6 @@ class Daemon:
                     self._handler.settings = new
                 self._publish_info()
                 log.info("config reloaded from %s; applied live", self._config_path)
-        sdnotify.ready()
-        if self._front is not None:
-            self._front.health_changed()
 
     # -- health --------------------------------------------------------------------------
 

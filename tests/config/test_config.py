@@ -316,3 +316,15 @@ def test_tls_section_reports_its_unknown_keys_and_missing_files_together(tmp_pat
         " (mqtt.tls.enabled is true)",
         "mqtt.tls.ca (line 6): unknown key (known keys: enabled, ca_file, cert_file, key_file)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (MINIMAL + "mqtt:\n  host: bro\x01ker\n", "line 4, column 12: control character U+0001"),
+        (MINIMAL + "# a comment\x00\n", "line 3, column 12: control character U+0000"),
+    ],
+)
+def test_control_character_is_a_located_problem(tmp_path: Path, text: str, expected: str) -> None:
+    [problem] = problems_of(write(tmp_path, text))
+    assert problem.startswith(expected), problem

@@ -1,0 +1,64 @@
+"""Operations of the daemon process seen from outside: reloads, sd_notify, stop, secrets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.daemon import REPO_ROOT, BridgeStackFactory
+from tests.ops.notify import NotifySocket
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def notify() -> Iterator[NotifySocket]:
+    listener = NotifySocket()
+    yield listener
+    listener.close()
+
+
+def eventually(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} not reached within {timeout:g} s"
+        time.sleep(0.05)
+
+
+def test_check_config_reports_a_control_character_with_its_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_bytes(b"modem:\n  port: /dev/ttyUSB2\n  apn: inter\x01net\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "bridge", "check-config", str(config)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "line 3, column 13: control character U+0001" in result.stderr
+
+
+def test_reload_with_a_control_character_is_refused_and_ends(
+    bridge_stack: BridgeStackFactory, notify: NotifySocket
+) -> None:
+    stack = bridge_stack(daemon_env=notify.env)
+    notify.wait_for(lambda m: m == "READY=1")
+    text = stack.config_path.read_text().replace("info", "in\x00fo", 1)
+    notify.messages.clear()
+    stack.reload(text=text)
+    stack.wait_log("reload refused")
+    notify.wait_for(lambda m: m.startswith("RELOADING=1"))
+    notify.wait_for(lambda m: m == "READY=1")
+    eventually(
+        lambda: "control character U+0000" in (stack.health()["config"]["error"] or ""),
+        what="health.config.error naming the control character",
+    )
+    assert stack.process is not None
+    assert stack.process.poll() is None
