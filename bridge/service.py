@@ -384,7 +384,15 @@ def run_daemon(config_path: str, *, log_format: str | None, log_level: str | Non
         config_path, settings, logging_override=log_format is not None or log_level is not None
     )
     log.info("starting mqtt-coap-bridge with %s", config_path)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(daemon.run())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(daemon.run())
+    except BridgeError as exc:
+        log.error("stopped on an error: %s", exc)
+        return 1
+    except Exception:
+        # Through the log, so that in JSON mode the traceback is one JSON line too.
+        log.critical("stopped on an unexpected error", exc_info=True)
+        return 1
     log.info("stopped")
     return 0

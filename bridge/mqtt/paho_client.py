@@ -7,7 +7,6 @@ with `clean_session=False`.
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -16,6 +15,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge.mqtt.settings import MqttClientSettings, MqttProtocol
+from bridge.mqtt.tls import tls_context
 
 
 def new_paho_client(settings: MqttClientSettings, will_topic: str, will: bytes) -> paho.Client:
@@ -34,7 +34,7 @@ def new_paho_client(settings: MqttClientSettings, will_topic: str, will: bytes) 
     if settings.username:
         client.username_pw_set(settings.username, settings.password or None)
     if settings.tls is not None:
-        client.tls_set_context(_tls_context(settings))
+        client.tls_set_context(tls_context(settings.tls))
     client.will_set(will_topic, will, qos=1, retain=True)
     return client
 
@@ -50,15 +50,6 @@ def connect_async(client: paho.Client, settings: MqttClientSettings) -> None:
         clean_start=clean_start,
         properties=_connect_properties(settings) if mqtt5 else None,
     )
-
-
-def _tls_context(settings: MqttClientSettings) -> ssl.SSLContext:
-    tls = settings.tls
-    assert tls is not None
-    context = ssl.create_default_context(cafile=tls.ca_file or None)
-    if tls.cert_file:
-        context.load_cert_chain(tls.cert_file, tls.key_file or None)
-    return context
 
 
 def _connect_properties(settings: MqttClientSettings) -> Properties:

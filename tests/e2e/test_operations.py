@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.daemon import REPO_ROOT, BridgeStackFactory
+from tests.fixtures.mosquitto import TlsFiles
 from tests.ops.notify import NotifySocket
 
 pytestmark = pytest.mark.timeout(90)
@@ -60,5 +61,29 @@ def test_reload_with_a_control_character_is_refused_and_ends(
         lambda: "control character U+0000" in (stack.health()["config"]["error"] or ""),
         what="health.config.error naming the control character",
     )
+    assert stack.process is not None
+    assert stack.process.poll() is None
+
+
+def test_reload_pointing_at_a_bad_ca_file_keeps_the_running_config(
+    bridge_stack: BridgeStackFactory, tls_files: TlsFiles, tmp_path: Path
+) -> None:
+    tls = {
+        "enabled": True,
+        "ca_file": str(tls_files.ca_file),
+        "cert_file": str(tls_files.client_cert),
+        "key_file": str(tls_files.client_key),
+    }
+    stack = bridge_stack(broker_options={"tls": tls_files}, overrides={"mqtt.tls": tls})
+    not_a_cert = tmp_path / "not-a-cert.pem"
+    not_a_cert.write_text("not a certificate\n")
+
+    stack.reload({"mqtt.tls.ca_file": str(not_a_cert)})
+    log = stack.wait_log("reload refused")
+
+    assert "mqtt.tls.ca_file" in log
+    assert "holds no PEM certificate" in log
+    answer = stack.mqtt.request({"id": "after-bad-tls", "uri": "coap://lab/hello"})
+    assert answer.body["ok"] is True
     assert stack.process is not None
     assert stack.process.poll() is None
