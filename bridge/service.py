@@ -30,7 +30,7 @@ from bridge.modem.l610 import L610
 from bridge.mqtt import FrontSettings, MqttClient, MqttClientSettings, MqttStats, RequestFront
 from bridge.ops import sdnotify
 from bridge.ops.info import info_object
-from bridge.ops.logs import configure_logging, register_secret
+from bridge.ops.logs import MIN_MASKED_LENGTH, configure_logging, register_secret
 from bridge.ops.metrics import BridgeMetrics, MetricsServer
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,13 @@ def client_settings(settings: Settings) -> MqttClientSettings:
     """The MQTT client's settings, with the password read (and registered as a secret)."""
     mqtt = settings.mqtt
     password = load_password(settings) or ""
-    if password:
-        register_secret(password)
+    if password and not register_secret(password):
+        log.warning(
+            "the MQTT password is shorter than %d characters: log lines cannot mask it "
+            "without giving it away, so only fields named as passwords are masked; "
+            "use a longer one",
+            MIN_MASKED_LENGTH,
+        )
     return MqttClientSettings(
         client_id=mqtt.client_id,
         base_topic=mqtt.base_topic,
