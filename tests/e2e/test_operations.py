@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.daemon import REPO_ROOT, BridgeStackFactory
-from tests.fixtures.mosquitto import TlsFiles
+from tests.fixtures.mosquitto import MosquittoFactory, TlsFiles
 from tests.ops.notify import NotifySocket
 
 pytestmark = pytest.mark.timeout(90)
@@ -87,3 +87,49 @@ def test_reload_pointing_at_a_bad_ca_file_keeps_the_running_config(
     assert answer.body["ok"] is True
     assert stack.process is not None
     assert stack.process.poll() is None
+
+
+def _request_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", "request", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_request_with_a_wrong_password_says_not_authorized(
+    mosquitto_factory: MosquittoFactory, tmp_path: Path
+) -> None:
+    broker = mosquitto_factory(users={"app": "app-secret"})
+    password_file = tmp_path / "password"
+    password_file.write_text("wrong\n")
+    started = time.monotonic()
+    result = _request_cli(
+        "coap://lab/hello",
+        *("-H", broker.host, "-p", str(broker.port), "-u", "app", "-P", str(password_file)),
+    )
+    assert result.returncode == 3, result.stderr
+    assert time.monotonic() - started < 8
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert "refused the connection" in line
+    assert "Not authorized" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("-P", "/nonexistent/password"), "cannot read the password file /nonexistent/password"),
+        (("-j", "-d", "{bad"), "the payload (-d) is not valid JSON (-j)"),
+    ],
+)
+def test_request_with_unusable_input_is_one_line(
+    mosquitto_factory: MosquittoFactory, args: tuple[str, ...], expected: str
+) -> None:
+    broker = mosquitto_factory()
+    result = _request_cli("coap://lab/hello", "-H", broker.host, "-p", str(broker.port), *args)
+    assert result.returncode == 4, result.stderr
+    [line] = result.stderr.splitlines()
+    assert expected in line
