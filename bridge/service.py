@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 MODEM_RETRY_INITIAL = 1.0
 MODEM_RETRY_MAX = 60.0
 
+_REFUSED = "reload refused: "
+
 # Settings that a reload applies without restarting any layer.
 _LIVE_COAP_KEYS = frozenset(
     {"servers", "allow_hosts", "default_timeout", "max_timeout", "max_request_payload"}
@@ -128,6 +130,8 @@ class Daemon:
         # Created once: its answer counts and latencies outlive a restart of the layers.
         self._metrics = BridgeMetrics(self._metrics_health)
         self._ended_modems = ModemCounters()
+        self._status_before_refusal = ""
+        self._serving = False  # subscribed and answering requests
 
     # -- signals -------------------------------------------------------------------------
 
@@ -153,8 +157,12 @@ class Daemon:
             problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
             self._reload.error = "; ".join(problems)
             log.error("reload refused, keeping the running config: %s", self._reload.error)
-            sdnotify.status(f"reload refused: {self._reload.error}")
+            if not sdnotify.last_status().startswith(_REFUSED):
+                self._status_before_refusal = sdnotify.last_status()
+            sdnotify.status(f"{_REFUSED}{self._reload.error}")
         else:
+            if sdnotify.last_status().startswith(_REFUSED):
+                sdnotify.status(self._status_before_refusal)
             self._reload = ReloadState(reloads=self._reload.reloads + 1)
             old, self.settings = self.settings, new
             if not self._logging_override:
@@ -172,7 +180,7 @@ class Daemon:
 
     def health(self) -> dict[str, Any]:
         health: dict[str, Any] = {
-            "state": "online",
+            "state": "online" if self._serving and not self._stop.is_set() else "offline",
             "uptime_s": round(time.monotonic() - self._started),
             "config": self._reload.as_dict(),
         }
@@ -288,6 +296,8 @@ class Daemon:
             if not await self._wait_either(client.wait_connected()):
                 return
             sdnotify.ready()
+            self._serving = True
+            front.health_changed()
             sdnotify.status(
                 f"serving {settings.mqtt.base_topic}/request via modem {settings.modem.port}"
             )
@@ -310,6 +320,7 @@ class Daemon:
         self._ended_modems = self._ended_modems.plus(modem.health())
 
     def _forget_layers(self) -> None:
+        self._serving = False
         self._front = self._coap = self._handler = None
         self._modem = None
 

@@ -211,6 +211,7 @@ class RequestFront(Generic[RequestT]):
             async with asyncio.timeout(self._settings.shutdown_flush):
                 await self._requests.__aexit__(None, None, None)
         health_task.cancel()
+        await self._health.publish_final()
         await self._group.__aexit__(None, None, None)
 
     def _spawn(

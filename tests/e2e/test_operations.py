@@ -133,3 +133,23 @@ def test_request_with_unusable_input_is_one_line(
     assert result.returncode == 4, result.stderr
     [line] = result.stderr.splitlines()
     assert expected in line
+
+
+def test_a_good_reload_clears_the_refusal_and_a_stop_leaves_health_offline(
+    bridge_stack: BridgeStackFactory, notify: NotifySocket
+) -> None:
+    stack = bridge_stack(daemon_env=notify.env)
+    serving = notify.wait_for(lambda m: m.startswith("STATUS=serving"))
+    eventually(lambda: stack.health()["state"] == "online", what="health online")
+
+    stack.reload({"coap.max_in_flight": 0})
+    stack.wait_log("reload refused")
+    eventually(lambda: notify.statuses()[-1].startswith("reload refused: "))
+    stack.reload({"coap.max_in_flight": None, "coap.default_timeout": 6})  # applied live
+    stack.wait_log("applied live")
+    eventually(lambda: stack.health()["config"]["error"] is None, what="config.error cleared")
+    eventually(lambda: "STATUS=" + notify.statuses()[-1] == serving, what="serving STATUS")
+
+    assert stack.stop_daemon() == 0
+    health = stack.health()
+    assert health["state"] == "offline", health
