@@ -223,6 +223,10 @@ class Daemon:
         try:
             async with asyncio.TaskGroup() as group:
                 watchdog = group.create_task(sdnotify.watchdog_loop(self._healthy), name="watchdog")
+                # Ready means running: the modem and the broker may take any time to come
+                # up and are waited for with backoff (STATUS= says which), so they must not
+                # run into TimeoutStartSec. Whether requests are served is in status/health.
+                sdnotify.ready()
                 try:
                     while not self._stop.is_set():
                         self._restart.clear()
@@ -295,7 +299,6 @@ class Daemon:
             self._publish_info()  # and on every connect
             if not await self._wait_either(client.wait_connected()):
                 return
-            sdnotify.ready()
             self._serving = True
             front.health_changed()
             sdnotify.status(

@@ -153,3 +153,54 @@ def test_a_good_reload_clears_the_refusal_and_a_stop_leaves_health_offline(
     assert stack.stop_daemon() == 0
     health = stack.health()
     assert health["state"] == "offline", health
+
+
+def _unit_seconds(key: str) -> float:
+    unit = REPO_ROOT / "systemd" / "mqtt-coap-bridge.service"
+    [value] = [
+        line.split("=", 1)[1] for line in unit.read_text().splitlines() if line.startswith(key)
+    ]
+    return float(value)
+
+
+def test_ready_comes_at_start_while_the_modem_is_missing(
+    bridge_stack: BridgeStackFactory, notify: NotifySocket, tmp_path: Path
+) -> None:
+    stack = bridge_stack(start=False, overrides={"modem.port": str(tmp_path / "no-modem")})
+    started = time.monotonic()
+    stack.start_daemon(wait=False, env=notify.env)
+
+    notify.wait_for(lambda m: m == "READY=1", timeout=_unit_seconds("TimeoutStartSec") / 3)
+    assert time.monotonic() - started < _unit_seconds("TimeoutStartSec") / 3
+    eventually(
+        lambda: any(s.startswith("waiting for the modem") for s in notify.statuses()),
+        what="STATUS naming the modem wait",
+    )
+    # Not serving: nothing says online.
+    status_topic = f"{stack.base}/status"
+    assert stack.watcher.take(lambda m: m.topic == status_topic, 1.0) is None
+
+
+def test_ready_at_start_then_serving_once_the_broker_comes(
+    bridge_stack: BridgeStackFactory, notify: NotifySocket
+) -> None:
+    stack = bridge_stack(start=False)
+    stack.broker.stop()
+    stack.start_daemon(wait=False, env=notify.env)
+
+    notify.wait_for(lambda m: m == "READY=1", timeout=_unit_seconds("TimeoutStartSec") / 3)
+    eventually(
+        lambda: any(s.startswith("connecting to MQTT broker") for s in notify.statuses()),
+        what="STATUS naming the broker wait",
+    )
+    assert not any(s.startswith("serving") for s in notify.statuses())
+
+    stack.broker.start()
+    eventually(
+        lambda: any(s.startswith("serving") for s in notify.statuses()),
+        timeout=40,
+        what="serving STATUS",
+    )
+    assert stack.health()["state"] == "online"
+    answer = stack.mqtt.request({"id": "after-broker", "uri": "coap://lab/hello"})
+    assert answer.body["ok"] is True
