@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.daemon import REPO_ROOT, BridgeStackFactory
+from tests.fixtures.daemon import BridgeStackFactory
 from tests.fixtures.mosquitto import MosquittoFactory, TlsFiles
+from tests.fixtures.simulator import REPO_ROOT
 from tests.ops.notify import NotifySocket
 
 pytestmark = pytest.mark.timeout(90)
