@@ -132,6 +132,8 @@ class Daemon:
         self._ended_modems = ModemCounters()
         self._status_before_refusal = ""
         self._serving = False  # subscribed and answering requests
+        self._client: MqttClient | None = None
+        self._password = ""  # the password the running client connects with
 
     # -- signals -------------------------------------------------------------------------
 
@@ -152,7 +154,7 @@ class Daemon:
     def _reload_config(self) -> None:
         try:
             new = load_config(self._config_path)
-            client_settings(new)  # the password file must be readable too
+            new_client = client_settings(new)  # the password file must be readable too
         except BridgeError as exc:
             problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
             self._reload.error = "; ".join(problems)
@@ -173,8 +175,16 @@ class Daemon:
             else:
                 if self._handler is not None:
                     self._handler.settings = new
+                self._take_password(new_client.password)
                 self._publish_info()
                 log.info("config reloaded from %s; applied live", self._config_path)
+
+    def _take_password(self, password: str) -> None:
+        # The password file's path is the same, its content may not be (a rotation).
+        if self._client is not None and password != self._password:
+            self._password = password
+            self._client.set_password(password)
+            log.info("MQTT credentials changed (mqtt.password_file); the next connect uses them")
 
     # -- health --------------------------------------------------------------------------
 
@@ -256,7 +266,9 @@ class Daemon:
             if modem is None:
                 return
             sdnotify.status(f"connecting to MQTT broker {settings.mqtt.host}:{settings.mqtt.port}")
-            client = await stack.enter_async_context(MqttClient(client_settings(settings)))
+            mqtt_settings = client_settings(settings)
+            client = await stack.enter_async_context(MqttClient(mqtt_settings))
+            self._client, self._password = client, mqtt_settings.password
             oscore = stack.enter_context(SecurityContexts.load(settings.coap.oscore_context_dirs()))
             coap = await stack.enter_async_context(
                 ModemCoap(
@@ -324,6 +336,7 @@ class Daemon:
 
     def _forget_layers(self) -> None:
         self._serving = False
+        self._client = None
         self._front = self._coap = self._handler = None
         self._modem = None
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -134,6 +135,12 @@ class MqttClient:
         """`listener(True)` after each connect (subscriptions sent, queue flushed),
         `listener(False)` when the link is lost. Runs on the loop; must not block."""
         self._listeners.append(listener)
+
+    def set_password(self, password: str) -> None:
+        """Use `password` from the next CONNECT on (the current connection stays)."""
+        self._settings = dataclasses.replace(self._settings, password=password)
+        if self._settings.username:
+            self._paho.username_pw_set(self._settings.username, password or None)
 
     def add_subscription(self, topic_filter: str, qos: int = 1) -> None:
         """Subscribe now if connected, and again whenever the session was lost."""

@@ -205,3 +205,30 @@ def test_ready_at_start_then_serving_once_the_broker_comes(
     assert stack.health()["state"] == "online"
     answer = stack.mqtt.request({"id": "after-broker", "uri": "coap://lab/hello"})
     assert answer.body["ok"] is True
+
+
+def test_a_rotated_password_is_used_after_sighup(
+    bridge_stack: BridgeStackFactory, tmp_path: Path
+) -> None:
+    password_file = tmp_path / "bridge.password"
+    password_file.write_text("old-secret-1\n")
+    password_file.chmod(0o600)
+    app = {"username": "app", "password": "app-secret"}
+    stack = bridge_stack(
+        broker_options={"users": {"bridge": "old-secret-1", "app": "app-secret"}},
+        client_options=app,
+        overrides={"mqtt.username": "bridge", "mqtt.password_file": str(password_file)},
+    )
+
+    stack.broker.reconfigure(users={"bridge": "new-secret-2", "app": "app-secret"})
+    password_file.write_text("new-secret-2\n")
+    stack.reload()
+    stack.wait_log("MQTT credentials changed")
+    stack.broker.restart()  # the next connect must use the new password
+
+    fresh = stack.client()
+    answer = fresh.request({"id": "after-rotation", "uri": "coap://lab/hello"}, timeout=20)
+    assert answer.body["ok"] is True
+    log = stack.daemon_log()
+    assert "new-secret-2" not in log
+    assert "old-secret-1" not in log
