@@ -37,6 +37,13 @@ from bridge.mqtt.topics import status_topic, topic_problem
 
 log = logging.getLogger(__name__)
 
+# A link that held this long resets the reconnect backoff; shorter ones do not.
+STABLE_LINK = 10.0
+# Links lost in a row right after CONNACK before a takeover is suspected (MQTT 3.1.1
+# has no reason code for it).
+QUICK_DROPS_TAKEOVER = 3
+SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code
+
 ONLINE = json.dumps({"state": "online"}).encode()
 OFFLINE = json.dumps({"state": "offline"}).encode()
 
@@ -99,6 +106,8 @@ class MqttClient:
         self._background: list[asyncio.Task[None]] = []
         self._refused = False  # the last CONNACK was a refusal (already logged)
         self._backoff = Backoff(settings.reconnect_initial, settings.reconnect_max)
+        self._quick_drops = 0  # links lost in a row within STABLE_LINK of their CONNACK
+        self._taken_over = False  # the last DISCONNECT said "Session taken over"
 
     # -- public API --------------------------------------------------------------
 
@@ -242,11 +251,32 @@ class MqttClient:
                 )
             else:
                 if await self._wait_connack():
-                    backoff.reset()
+                    connected_at = time.monotonic()
                     await self._link_down.wait()
+                    self._after_link_loss(time.monotonic() - connected_at)
             wait = backoff.next()
             log.info("reconnecting to MQTT broker in %.1f s", wait)
             await asyncio.sleep(wait)
+
+    def _after_link_loss(self, lasted: float) -> None:
+        # The backoff starts again only after a link that held: a link dropped right
+        # after CONNACK (a session takeover, a broker that kicks us) must slow down.
+        if lasted >= STABLE_LINK:
+            self._backoff.reset()
+            self._quick_drops = 0
+            return
+        self._quick_drops += 1
+        if self._quick_drops == QUICK_DROPS_TAKEOVER and not self._taken_over:
+            log.warning(
+                "the MQTT broker %s:%d closed the connection %d times within %.0f s of "
+                "accepting it: another client with client id %s may have taken over the "
+                "session (two bridges with the same mqtt.client_id?)",
+                self._settings.host,
+                self._settings.port,
+                self._quick_drops,
+                STABLE_LINK,
+                self._settings.client_id,
+            )
 
     async def _wait_connack(self) -> bool:
         """True once the link is up; False if it went down or CONNACK never came."""
@@ -346,9 +376,18 @@ class MqttClient:
         self._outbox.ready = False
         self._link_up.clear()
         self._link_down.set()
+        self._taken_over = reason_code == SESSION_TAKEN_OVER
+        if self._taken_over and not self._outbox.closing:
+            log.warning(
+                "another client with client id %s took over the session on MQTT broker "
+                "%s:%d; reconnecting with backoff (two bridges with the same client id?)",
+                self._settings.client_id,
+                self._settings.host,
+                self._settings.port,
+            )
         if was_ready:
             self._stats.connection_losses += 1
-            if not self._outbox.closing:
+            if not self._outbox.closing and not self._taken_over:
                 log.warning("lost the MQTT broker connection: %s", reason_code)
             self._notify(False)
 
