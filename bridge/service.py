@@ -190,7 +190,7 @@ class Daemon:
 
     def health(self) -> dict[str, Any]:
         health: dict[str, Any] = {
-            "state": "online" if self._serving and not self._stop.is_set() else "offline",
+            "state": "online" if self._serves() else "offline",
             "uptime_s": round(time.monotonic() - self._started),
             "config": self._reload.as_dict(),
         }
@@ -200,6 +200,8 @@ class Daemon:
             health["coap"] = self._coap.stats().as_dict()
         if self._front is not None:
             health["coap"] = {**health.get("coap", {}), "waiting": self._front.waiting}
+        if self._client is not None and self._client.subscription_error is not None:
+            health["problem"] = self._client.subscription_error
         return health
 
     def _metrics_health(self) -> dict[str, Any]:
@@ -212,6 +214,20 @@ class Daemon:
         if self._front is not None and self._modem is not None:
             modems = [self._modem.health().as_dict()]
             self._front.set_info(info_object(self.settings, modems))
+
+    def _serves(self) -> bool:
+        refused = self._client is not None and self._client.subscription_error is not None
+        return self._serving and not refused and not self._stop.is_set()
+
+    def _subscription_changed(self, problem: str | None) -> None:
+        settings = self.settings
+        if problem is not None:
+            sdnotify.status(f"not serving: {problem}; retrying with backoff")
+        elif self._serving:
+            sdnotify.status(
+                f"serving {settings.mqtt.base_topic}/request via modem {settings.modem.port}"
+            )
+        self._health_changed()
 
     def _publish_unsolicited(self, message: Any) -> None:
         remote = str(getattr(message.remote, "hostinfo", message.remote))
@@ -269,6 +285,7 @@ class Daemon:
             mqtt_settings = client_settings(settings)
             client = await stack.enter_async_context(MqttClient(mqtt_settings))
             self._client, self._password = client, mqtt_settings.password
+            client.add_subscription_listener(self._subscription_changed)
             oscore = stack.enter_context(SecurityContexts.load(settings.coap.oscore_context_dirs()))
             coap = await stack.enter_async_context(
                 ModemCoap(

@@ -107,6 +107,12 @@ class MqttClient:
         self._refused = False  # the last CONNACK was a refusal (already logged)
         self._backoff = Backoff(settings.reconnect_initial, settings.reconnect_max)
         self._quick_drops = 0  # links lost in a row within STABLE_LINK of their CONNACK
+        self._suback_filters: dict[int, list[str]] = {}  # SUBSCRIBE mid -> its filters
+        self._resubscribe = Backoff(settings.reconnect_initial, settings.reconnect_max)
+        self._retry_handle: asyncio.TimerHandle | None = None
+        self._subscription_listeners: list[Callable[[str | None], None]] = []
+        # Why the broker refused a subscription (the client is not ready), or None.
+        self.subscription_error: str | None = None
         self._taken_over = False  # the last DISCONNECT said "Session taken over"
 
     # -- public API --------------------------------------------------------------
@@ -151,12 +157,16 @@ class MqttClient:
         if self._settings.username:
             self._paho.username_pw_set(self._settings.username, password or None)
 
+    def add_subscription_listener(self, listener: Callable[[str | None], None]) -> None:
+        """`listener(why)` when the broker refuses a subscription, `listener(None)` once
+        it is granted after that. Runs on the loop; must not block."""
+        self._subscription_listeners.append(listener)
+
     def add_subscription(self, topic_filter: str, qos: int = 1) -> None:
         """Subscribe now if connected, and again whenever the session was lost."""
         self._subscriptions[topic_filter] = qos
         if self._outbox.ready:
-            self._paho.subscribe([(topic_filter, qos)])
-            self._subscribed.add(topic_filter)
+            self._send_subscribe([(topic_filter, qos)])
 
     def publish(
         self,
@@ -206,6 +216,8 @@ class MqttClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._outbox.closing = True
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
         for task in self._background:
             task.cancel()
         try:
@@ -354,14 +366,30 @@ class MqttClient:
             if not session_present or topic_filter not in self._subscribed
         ]
         if missing:
-            _, self._awaiting_suback = self._paho.subscribe(missing)
-            self._subscribed.update(topic_filter for topic_filter, _ in missing)
-        self._outbox.send_now(self._status_topic, ONLINE, retain=True)
+            self._send_subscribe(missing)
+        else:
+            # Online only once every request filter is granted (else _on_subscribe).
+            self._outbox.send_now(self._status_topic, ONLINE, retain=True)
         self._outbox.flush()
         self._outbox.ready = True
         if self._awaiting_suback is None:
             self._link_up.set()
         self._notify(True)
+
+    def _send_subscribe(self, filters: list[tuple[str, int]]) -> None:
+        _, self._awaiting_suback = self._paho.subscribe(filters)
+        assert self._awaiting_suback is not None
+        self._suback_filters[self._awaiting_suback] = [topic_filter for topic_filter, _ in filters]
+        self._subscribed.update(topic_filter for topic_filter, _ in filters)
+
+    def _retry_subscriptions(self, generation: int) -> None:
+        self._retry_handle = None
+        if generation != self._generation or not self._outbox.ready:
+            return  # the next connect subscribes what is missing anyway
+        missing = [(f, qos) for f, qos in self._subscriptions.items() if f not in self._subscribed]
+        if missing:
+            log.info("subscribing again to %s", [f for f, _ in missing])
+            self._send_subscribe(missing)
 
     def _on_disconnect(
         self,
@@ -450,13 +478,44 @@ class MqttClient:
         reason_codes: list[ReasonCode],
         properties: Properties | None,
     ) -> None:
+        filters = self._suback_filters.pop(mid, list(self._subscriptions))
+        refused = {
+            topic_filter: str(code)
+            for topic_filter, code in zip(filters, reason_codes, strict=False)
+            if code.is_failure
+        }
+        if refused:
+            # Not subscribed: forgotten, so that a reconnect (even with a session
+            # present) or the retry below subscribes again; not ready meanwhile.
+            self._subscribed.difference_update(refused)
+            self.subscription_error = "MQTT broker refused the subscription to " + ", ".join(
+                f"{topic_filter} ({why})" for topic_filter, why in refused.items()
+            )
+            delay = self._resubscribe.next()
+            log.error(
+                "%s; not serving, subscribing again in %.1f s", self.subscription_error, delay
+            )
+            if self._outbox.ready:
+                self._outbox.send_now(self._status_topic, OFFLINE, retain=True)
+                assert self._loop is not None
+                self._retry_handle = self._loop.call_later(
+                    delay, self._retry_subscriptions, self._generation
+                )
+            self._notify_subscription()
+            return
+        log.info("subscribed to %s", filters)
         if mid == self._awaiting_suback and self._outbox.ready:
             self._awaiting_suback = None
+            self._resubscribe.reset()
+            was_refused, self.subscription_error = self.subscription_error, None
+            self._outbox.send_now(self._status_topic, ONLINE, retain=True)
             self._link_up.set()
-        refused = [str(code) for code in reason_codes if code.is_failure]
-        if refused:
-            log.error(
-                "MQTT broker refused subscription(s) %s: %s", list(self._subscriptions), refused
-            )
-        else:
-            log.info("subscribed to %s", list(self._subscriptions))
+            if was_refused is not None:
+                self._notify_subscription()
+
+    def _notify_subscription(self) -> None:
+        for listener in self._subscription_listeners:
+            try:
+                listener(self.subscription_error)
+            except Exception:
+                log.exception("MQTT subscription listener failed")
