@@ -107,7 +107,7 @@ def _check_config(path: str) -> int:
 
 def _request(args: argparse.Namespace) -> int:
     from bridge.mqtt.brokers import BrokerAddress, parse_broker_address
-    from bridge.tools.rr import BrokerTarget, RequestJob, run_request
+    from bridge.tools.rr import BrokerTarget, RequestInputError, RequestJob, run_request
 
     target = BrokerTarget()
     base_topic = "coap-bridge"
@@ -137,8 +137,13 @@ def _request(args: argparse.Namespace) -> int:
         pool_topic = mqtt.pool_topic
     password = target.password
     if args.password_file:
-        with open(args.password_file, encoding="utf-8") as handle:
-            password = handle.read().rstrip("\r\n")
+        try:
+            with open(args.password_file, encoding="utf-8") as handle:
+                password = handle.read().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RequestInputError(
+                f"cannot read the password file {args.password_file} (-P): {exc}"
+            ) from None
     target = BrokerTarget(
         host=args.host or target.host,
         port=args.port or target.port,
@@ -158,7 +163,10 @@ def _request(args: argparse.Namespace) -> int:
     request["type"] = "NON" if args.non else "CON"
     if args.payload is not None:
         if args.json:
-            request["payload"] = json.loads(args.payload)
+            try:
+                request["payload"] = json.loads(args.payload)
+            except ValueError as exc:
+                raise RequestInputError(f"the payload (-d) is not valid JSON (-j): {exc}") from None
             request["payload_encoding"] = "json"
             request["content_format"] = "application/json"
         else:
@@ -194,7 +202,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb == "check-config":
             return _check_config(args.config_option or args.config or DEFAULT_CONFIG)
         if args.verb == "request":
-            return _request(args)
+            from bridge.tools.rr import RequestToolError
+
+            try:
+                return _request(args)
+            except RequestToolError as exc:
+                print(f"mqtt-coap-bridge request: {exc}", file=sys.stderr)
+                return exc.exit_status
         if args.verb == "run":
             from bridge.service import run_daemon
 

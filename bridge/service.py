@@ -32,13 +32,15 @@ from bridge.mqtt import FrontSettings, MqttClient, MqttClientSettings, MqttStats
 from bridge.mqtt.brokers import parse_broker_address
 from bridge.ops import sdnotify
 from bridge.ops.info import info_object
-from bridge.ops.logs import configure_logging, register_secret
+from bridge.ops.logs import MIN_MASKED_LENGTH, configure_logging, register_secret
 from bridge.ops.metrics import BridgeMetrics, MetricsServer
 
 log = logging.getLogger(__name__)
 
 MODEM_RETRY_INITIAL = 1.0
 MODEM_RETRY_MAX = 60.0
+
+_REFUSED = "reload refused: "
 
 # Settings that a reload applies without restarting any layer.
 _LIVE_COAP_KEYS = frozenset(
@@ -60,8 +62,13 @@ def client_settings(settings: Settings) -> MqttClientSettings:
     """The MQTT client's settings, with the password read (and registered as a secret)."""
     mqtt = settings.mqtt
     password = load_password(settings) or ""
-    if password:
-        register_secret(password)
+    if password and not register_secret(password):
+        log.warning(
+            "the MQTT password is shorter than %d characters: log lines cannot mask it "
+            "without giving it away, so only fields named as passwords are masked; "
+            "use a longer one",
+            MIN_MASKED_LENGTH,
+        )
     return MqttClientSettings(
         client_id=mqtt.client_id,
         base_topic=mqtt.base_topic,
@@ -130,6 +137,10 @@ class Daemon:
         # Created once: its answer counts and latencies outlive a restart of the layers.
         self._metrics = BridgeMetrics(self._metrics_health)
         self._ended_modems = ModemCounters()
+        self._status_before_refusal = ""
+        self._serving = False  # subscribed and answering requests
+        self._client: MqttClient | None = None
+        self._password = ""  # the password the running client connects with
 
     # -- signals -------------------------------------------------------------------------
 
@@ -140,14 +151,27 @@ class Daemon:
     def request_reload(self) -> None:
         sdnotify.reloading()
         try:
+            self._reload_config()
+        finally:
+            # Whatever happened, systemd must see the reload end (or it waits forever).
+            sdnotify.ready()
+        if self._front is not None:
+            self._front.health_changed()
+
+    def _reload_config(self) -> None:
+        try:
             new = load_config(self._config_path)
-            client_settings(new)  # the password file must be readable too
+            new_client = client_settings(new)  # the password file must be readable too
         except BridgeError as exc:
             problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
             self._reload.error = "; ".join(problems)
             log.error("reload refused, keeping the running config: %s", self._reload.error)
-            sdnotify.status(f"reload refused: {self._reload.error}")
+            if not sdnotify.last_status().startswith(_REFUSED):
+                self._status_before_refusal = sdnotify.last_status()
+            sdnotify.status(f"{_REFUSED}{self._reload.error}")
         else:
+            if sdnotify.last_status().startswith(_REFUSED):
+                sdnotify.status(self._status_before_refusal)
             self._reload = ReloadState(reloads=self._reload.reloads + 1)
             old, self.settings = self.settings, new
             if not self._logging_override:
@@ -158,17 +182,22 @@ class Daemon:
             else:
                 if self._handler is not None:
                     self._handler.settings = new
+                self._take_password(new_client.password)
                 self._publish_info()
                 log.info("config reloaded from %s; applied live", self._config_path)
-        sdnotify.ready()
-        if self._front is not None:
-            self._front.health_changed()
+
+    def _take_password(self, password: str) -> None:
+        # The password file's path is the same, its content may not be (a rotation).
+        if self._client is not None and password != self._password:
+            self._password = password
+            self._client.set_password(password)
+            log.info("MQTT credentials changed (mqtt.password_file); the next connect uses them")
 
     # -- health --------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
         health: dict[str, Any] = {
-            "state": "online",
+            "state": "online" if self._serves() else "offline",
             "uptime_s": round(time.monotonic() - self._started),
             "config": self._reload.as_dict(),
         }
@@ -178,6 +207,8 @@ class Daemon:
             health["coap"] = self._coap.stats().as_dict()
         if self._front is not None:
             health["coap"] = {**health.get("coap", {}), "waiting": self._front.waiting}
+        if self._client is not None and self._client.subscription_error is not None:
+            health["problem"] = self._client.subscription_error
         return health
 
     def _metrics_health(self) -> dict[str, Any]:
@@ -190,6 +221,20 @@ class Daemon:
         if self._front is not None and self._modem is not None:
             modems = [self._modem.health().as_dict()]
             self._front.set_info(info_object(self.settings, modems))
+
+    def _serves(self) -> bool:
+        refused = self._client is not None and self._client.subscription_error is not None
+        return self._serving and not refused and not self._stop.is_set()
+
+    def _subscription_changed(self, problem: str | None) -> None:
+        settings = self.settings
+        if problem is not None:
+            sdnotify.status(f"not serving: {problem}; retrying with backoff")
+        elif self._serving:
+            sdnotify.status(
+                f"serving {settings.mqtt.base_topic}/request via modem {settings.modem.port}"
+            )
+        self._health_changed()
 
     def _publish_unsolicited(self, message: Any) -> None:
         remote = str(getattr(message.remote, "hostinfo", message.remote))
@@ -211,6 +256,10 @@ class Daemon:
         try:
             async with asyncio.TaskGroup() as group:
                 watchdog = group.create_task(sdnotify.watchdog_loop(self._healthy), name="watchdog")
+                # Ready means running: the modem and the broker may take any time to come
+                # up and are waited for with backoff (STATUS= says which), so they must not
+                # run into TimeoutStartSec. Whether requests are served is in status/health.
+                sdnotify.ready()
                 try:
                     while not self._stop.is_set():
                         self._restart.clear()
@@ -239,8 +288,11 @@ class Daemon:
             modem = await self._bring_up_modem(stack, settings)
             if modem is None:
                 return
-            client = await stack.enter_async_context(MqttClient(client_settings(settings)))
+            mqtt_settings = client_settings(settings)
+            client = await stack.enter_async_context(MqttClient(mqtt_settings))
             sdnotify.status(f"connecting to MQTT broker {client.broker}")
+            self._client, self._password = client, mqtt_settings.password
+            client.add_subscription_listener(self._subscription_changed)
             oscore = stack.enter_context(SecurityContexts.load(settings.coap.oscore_context_dirs()))
             coap = await stack.enter_async_context(
                 ModemCoap(
@@ -285,7 +337,8 @@ class Daemon:
             self._publish_info()  # and on every connect
             if not await self._wait_either(client.wait_connected()):
                 return
-            sdnotify.ready()
+            self._serving = True
+            front.health_changed()
             sdnotify.status(
                 f"serving {settings.mqtt.base_topic}/request via modem {settings.modem.port}"
             )
@@ -307,6 +360,8 @@ class Daemon:
         self._ended_modems = self._ended_modems.plus(modem.health())
 
     def _forget_layers(self) -> None:
+        self._serving = False
+        self._client = None
         self._front = self._coap = self._handler = None
         self._modem = None
 
@@ -399,7 +454,15 @@ def run_daemon(config_path: str, *, log_format: str | None, log_level: str | Non
         config_path, settings, logging_override=log_format is not None or log_level is not None
     )
     log.info("starting mqtt-coap-bridge with %s", config_path)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(daemon.run())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(daemon.run())
+    except BridgeError as exc:
+        log.error("stopped on an error: %s", exc)
+        return 1
+    except Exception:
+        # Through the log, so that in JSON mode the traceback is one JSON line too.
+        log.critical("stopped on an unexpected error", exc_info=True)
+        return 1
     log.info("stopped")
     return 0

@@ -60,7 +60,11 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
 
 
 def _parse_yaml(source: str, text: str) -> tuple[object, LineMap, list[str]]:
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader refuses control characters (NUL, \x01, ...) when it is built.
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(source, [_reader_problem(text, exc)]) from None
     try:
         try:
             node = loader.get_single_node()
@@ -91,6 +95,17 @@ def _parse_yaml(source: str, text: str) -> tuple[object, LineMap, list[str]]:
 
 def _too_deep() -> str:
     return f"nested more than {_MAX_YAML_DEPTH} levels deep"
+
+
+def _reader_problem(text: str, exc: yaml.reader.ReaderError) -> str:
+    before = text[: exc.position]
+    line = before.count("\n") + 1
+    column = exc.position - (before.rfind("\n") + 1) + 1
+    character = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    return (
+        f"line {line}, column {column}: control character U+{character:04X} is not allowed "
+        "in YAML; remove it"
+    )
 
 
 def _index_lines(

@@ -32,6 +32,7 @@ from bridge.config.oscore import oscore_context_problem
 from bridge.config.password import password_file_problem
 from bridge.mqtt.brokers import parse_broker_address
 from bridge.mqtt.settings import MqttProtocol, TlsSettings
+from bridge.mqtt.tls import ca_problem, cert_problem, key_problem
 from bridge.mqtt.topics import topic_problem
 
 _ALIAS = re.compile(r"^[a-z0-9_]([a-z0-9_.-]{0,61}[a-z0-9_])?$")
@@ -82,7 +83,13 @@ class ModemSettings(_Section):
 
 
 class TlsSection(TlsSettings):
-    """`mqtt.tls` as the config checks it: the MQTT package's TlsSettings, validated."""
+    """`mqtt.tls` as the config checks it: the MQTT package's TlsSettings, validated.
+
+    When enabled, the files are loaded as the client will load them (`bridge.mqtt.tls`).
+    """
+
+    # Validated when absent too: a cert_file without key_file must hold the key.
+    key_file: str = Field(default="", validate_default=True)
 
     @field_validator("ca_file", "cert_file", "key_file")
     @classmethod
@@ -93,6 +100,22 @@ class TlsSection(TlsSettings):
         if info.data.get("enabled") and not os.path.isfile(path):
             raise ValueError(f"file {path} does not exist (mqtt.tls.enabled is true)")
         return path
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _usable_material(cls, value: str, info: ValidationInfo) -> str:
+        if not info.data.get("enabled"):
+            return value
+        problem = None
+        if info.field_name == "ca_file" and value:
+            problem = ca_problem(value)
+        elif info.field_name == "cert_file" and value:
+            problem = cert_problem(value)
+        elif info.field_name == "key_file" and info.data.get("cert_file"):
+            problem = key_problem(info.data["cert_file"], value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("key_file")
     @classmethod

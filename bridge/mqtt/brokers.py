@@ -71,7 +71,12 @@ class BrokerRotation:
     def current(self) -> BrokerAddress:
         return self.addresses[self._index]
 
-    def connected(self) -> None:
+    def link_held(self) -> None:
+        """A link stayed up long enough to count: the round and the backoff start over.
+
+        A link dropped right after its CONNACK (a session takeover, a broker that kicks
+        us) counts as a failure of that node, so such drops slow down like refusals.
+        """
         self._failures_in_round = 0
         self._backoff.reset()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -40,6 +41,13 @@ from bridge.mqtt.stats import MqttStats
 from bridge.mqtt.topics import status_topic, topic_problem
 
 log = logging.getLogger(__name__)
+
+# A link that held this long resets the reconnect backoff; shorter ones do not.
+STABLE_LINK = 10.0
+# Links lost in a row right after CONNACK before a takeover is suspected (MQTT 3.1.1
+# has no reason code for it).
+QUICK_DROPS_TAKEOVER = 3
+SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code
 
 ONLINE = json.dumps({"state": "online"}).encode()
 OFFLINE = json.dumps({"state": "offline"}).encode()
@@ -105,6 +113,14 @@ class MqttClient:
         self._brokers = BrokerRotation(
             settings.addresses, Backoff(settings.reconnect_initial, settings.reconnect_max)
         )
+        self._quick_drops = 0  # links lost in a row within STABLE_LINK of their CONNACK
+        self._suback_filters: dict[int, list[str]] = {}  # SUBSCRIBE mid -> its filters
+        self._resubscribe = Backoff(settings.reconnect_initial, settings.reconnect_max)
+        self._retry_handle: asyncio.TimerHandle | None = None
+        self._subscription_listeners: list[Callable[[str | None], None]] = []
+        # Why the broker refused a subscription (the client is not ready), or None.
+        self.subscription_error: str | None = None
+        self._taken_over = False  # the last DISCONNECT said "Session taken over"
 
     # -- public API --------------------------------------------------------------
 
@@ -151,12 +167,22 @@ class MqttClient:
         `listener(False)` when the link is lost. Runs on the loop; must not block."""
         self._listeners.append(listener)
 
+    def set_password(self, password: str) -> None:
+        """Use `password` from the next CONNECT on (the current connection stays)."""
+        self._settings = dataclasses.replace(self._settings, password=password)
+        if self._settings.username:
+            self._paho.username_pw_set(self._settings.username, password or None)
+
+    def add_subscription_listener(self, listener: Callable[[str | None], None]) -> None:
+        """`listener(why)` when the broker refuses a subscription, `listener(None)` once
+        it is granted after that. Runs on the loop; must not block."""
+        self._subscription_listeners.append(listener)
+
     def add_subscription(self, topic_filter: str, qos: int = 1) -> None:
         """Subscribe now if connected, and again whenever the session was lost."""
         self._subscriptions[topic_filter] = qos
         if self._outbox.ready:
-            self._paho.subscribe([(topic_filter, qos)])
-            self._subscribed.add(topic_filter)
+            self._send_subscribe([(topic_filter, qos)])
 
     def publish(
         self,
@@ -205,6 +231,8 @@ class MqttClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._outbox.closing = True
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
         for task in self._background:
             task.cancel()
         try:
@@ -250,12 +278,32 @@ class MqttClient:
                 log.warning("cannot connect to MQTT broker %s: %s", address, exc)
             else:
                 if await self._wait_connack():
-                    brokers.connected()
+                    connected_at = time.monotonic()
                     await self._link_down.wait()
+                    self._after_link_loss(time.monotonic() - connected_at)
             wait = brokers.failed()
             if wait:
                 log.info("reconnecting to MQTT broker %s in %.1f s", brokers.current, wait)
                 await asyncio.sleep(wait)
+
+    def _after_link_loss(self, lasted: float) -> None:
+        # The backoff starts again only after a link that held: a link dropped right
+        # after CONNACK (a session takeover, a broker that kicks us) must slow down.
+        if lasted >= STABLE_LINK:
+            self._brokers.link_held()
+            self._quick_drops = 0
+            return
+        self._quick_drops += 1
+        if self._quick_drops == QUICK_DROPS_TAKEOVER and not self._taken_over:
+            log.warning(
+                "the MQTT broker %s closed the connection %d times within %.0f s of "
+                "accepting it: another client with client id %s may have taken over the "
+                "session (two bridges with the same mqtt.client_id?)",
+                self.broker,
+                self._quick_drops,
+                STABLE_LINK,
+                self._settings.client_id,
+            )
 
     async def _wait_connack(self) -> bool:
         """True once the link is up; False if it went down or CONNACK never came."""
@@ -326,15 +374,30 @@ class MqttClient:
             if not session_present or topic_filter not in self._subscribed
         ]
         if missing:
-            _, self._awaiting_suback = self._paho.subscribe(missing)
-            self._subscribed.update(topic_filter for topic_filter, _ in missing)
-        if self._settings.announce_status:
+            self._send_subscribe(missing)
+        elif self._settings.announce_status:
+            # Online only once every request filter is granted (else _on_subscribe).
             self._outbox.send_now(self._status_topic, ONLINE, retain=True)
         self._outbox.flush()
         self._outbox.ready = True
         if self._awaiting_suback is None:
             self._link_up.set()
         self._notify(True)
+
+    def _send_subscribe(self, filters: list[tuple[str, int]]) -> None:
+        _, self._awaiting_suback = self._paho.subscribe(filters)
+        assert self._awaiting_suback is not None
+        self._suback_filters[self._awaiting_suback] = [topic_filter for topic_filter, _ in filters]
+        self._subscribed.update(topic_filter for topic_filter, _ in filters)
+
+    def _retry_subscriptions(self, generation: int) -> None:
+        self._retry_handle = None
+        if generation != self._generation or not self._outbox.ready:
+            return  # the next connect subscribes what is missing anyway
+        missing = [(f, qos) for f, qos in self._subscriptions.items() if f not in self._subscribed]
+        if missing:
+            log.info("subscribing again to %s", [f for f, _ in missing])
+            self._send_subscribe(missing)
 
     def _on_disconnect(
         self,
@@ -349,9 +412,18 @@ class MqttClient:
         self._outbox.ready = False
         self._link_up.clear()
         self._link_down.set()
+        self._taken_over = reason_code == SESSION_TAKEN_OVER
+        if self._taken_over and not self._outbox.closing:
+            log.warning(
+                "another client with client id %s took over the session on MQTT broker "
+                "%s:%d; reconnecting with backoff (two bridges with the same client id?)",
+                self._settings.client_id,
+                self._settings.host,
+                self._settings.port,
+            )
         if was_ready:
             self._stats.connection_losses += 1
-            if not self._outbox.closing:
+            if not self._outbox.closing and not self._taken_over:
                 log.warning("lost the connection to MQTT broker %s: %s", self.broker, reason_code)
             self._notify(False)
 
@@ -414,13 +486,46 @@ class MqttClient:
         reason_codes: list[ReasonCode],
         properties: Properties | None,
     ) -> None:
+        filters = self._suback_filters.pop(mid, list(self._subscriptions))
+        refused = {
+            topic_filter: str(code)
+            for topic_filter, code in zip(filters, reason_codes, strict=False)
+            if code.is_failure
+        }
+        if refused:
+            # Not subscribed: forgotten, so that a reconnect (even with a session
+            # present) or the retry below subscribes again; not ready meanwhile.
+            self._subscribed.difference_update(refused)
+            self.subscription_error = "MQTT broker refused the subscription to " + ", ".join(
+                f"{topic_filter} ({why})" for topic_filter, why in refused.items()
+            )
+            delay = self._resubscribe.next()
+            log.error(
+                "%s; not serving, subscribing again in %.1f s", self.subscription_error, delay
+            )
+            if self._outbox.ready:
+                if self._settings.announce_status:
+                    self._outbox.send_now(self._status_topic, OFFLINE, retain=True)
+                assert self._loop is not None
+                self._retry_handle = self._loop.call_later(
+                    delay, self._retry_subscriptions, self._generation
+                )
+            self._notify_subscription()
+            return
+        log.info("subscribed to %s", filters)
         if mid == self._awaiting_suback and self._outbox.ready:
             self._awaiting_suback = None
+            self._resubscribe.reset()
+            was_refused, self.subscription_error = self.subscription_error, None
+            if self._settings.announce_status:
+                self._outbox.send_now(self._status_topic, ONLINE, retain=True)
             self._link_up.set()
-        refused = [str(code) for code in reason_codes if code.is_failure]
-        if refused:
-            log.error(
-                "MQTT broker refused subscription(s) %s: %s", list(self._subscriptions), refused
-            )
-        else:
-            log.info("subscribed to %s", list(self._subscriptions))
+            if was_refused is not None:
+                self._notify_subscription()
+
+    def _notify_subscription(self) -> None:
+        for listener in self._subscription_listeners:
+            try:
+                listener(self.subscription_error)
+            except Exception:
+                log.exception("MQTT subscription listener failed")

@@ -238,6 +238,7 @@ class RequestFront(Generic[RequestT]):
             async with asyncio.timeout(self._settings.shutdown_flush):
                 await self._requests.__aexit__(None, None, None)
         health_task.cancel()
+        await self._health.publish_final()
         await self._group.__aexit__(None, None, None)
         if self._journal is not None:
             self._journal.close()

@@ -1,11 +1,11 @@
 """`HealthPublisher`: the retained `<base>/health` message.
 
-Published every `health_interval` seconds, on each connect, and shortly after `kick()`
-(at most one per `health_min_gap`); the dict from the service's `health` callable with
-the front's counters merged into its `counters` (and `queued`: answers waiting for
-the broker) and the front's `mqtt` member (the broker node in use, the pool
-membership) into its `mqtt`. `InfoPublisher` keeps the retained `<base>/info`
-published: when set, and on each connect.
+Published every `health_interval` seconds, on each connect, shortly after `kick()`
+(at most one per `health_min_gap`) and once more when the front closes; the dict from
+the service's `health` callable with the front's counters merged into its `counters`
+(and `queued`: answers waiting for the broker) and the front's `mqtt` member (the
+broker node in use, the pool membership) into its `mqtt`. `InfoPublisher` keeps the
+retained `<base>/info` published: when set, and on each connect.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 from bridge.mqtt.answers import JSON_CONTENT_TYPE
 from bridge.mqtt.client import MqttClient
+from bridge.mqtt.outbox import MqttClientError
 from bridge.mqtt.settings import FrontSettings
 from bridge.mqtt.topics import health_topic, info_topic
 
@@ -71,6 +72,26 @@ class HealthPublisher:
                         topic, payload, retain=True, content_type=JSON_CONTENT_TYPE
                     )
             await asyncio.sleep(self._settings.health_min_gap)
+
+    async def publish_final(self) -> None:
+        """Publish the health once more and wait (at most `shutdown_flush`) for the ack:
+        the last word before a stop, so the retained copy does not stay "online"."""
+        if not self._client.connected:
+            return
+        try:
+            payload = json.dumps(self.snapshot()).encode()
+        except Exception:
+            log.exception("health snapshot failed")
+            return
+        published = self._client.publish(
+            health_topic(self._settings.base_topic),
+            payload,
+            retain=True,
+            content_type=JSON_CONTENT_TYPE,
+        )
+        with contextlib.suppress(TimeoutError, MqttClientError):
+            async with asyncio.timeout(self._settings.shutdown_flush):
+                await published
 
     def on_connection(self, up: bool) -> None:
         """A connection listener for the client: publish on each connect."""

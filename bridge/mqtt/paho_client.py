@@ -8,7 +8,6 @@ when set), 3.1.1 with `clean_session` likewise.
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -18,6 +17,7 @@ from paho.mqtt.properties import Properties
 
 from bridge.mqtt.brokers import BrokerAddress
 from bridge.mqtt.settings import MqttClientSettings, MqttProtocol
+from bridge.mqtt.tls import tls_context
 
 
 def new_paho_client(settings: MqttClientSettings, will_topic: str, will: bytes) -> paho.Client:
@@ -36,7 +36,7 @@ def new_paho_client(settings: MqttClientSettings, will_topic: str, will: bytes) 
     if settings.username:
         client.username_pw_set(settings.username, settings.password or None)
     if settings.tls is not None:
-        client.tls_set_context(_tls_context(settings))
+        client.tls_set_context(tls_context(settings.tls))
     if settings.announce_status:
         client.will_set(will_topic, will, qos=1, retain=True)
     return client
@@ -56,15 +56,6 @@ def connect_async(
         clean_start=clean_start,
         properties=_connect_properties(settings) if mqtt5 else None,
     )
-
-
-def _tls_context(settings: MqttClientSettings) -> ssl.SSLContext:
-    tls = settings.tls
-    assert tls is not None
-    context = ssl.create_default_context(cafile=tls.ca_file or None)
-    if tls.cert_file:
-        context.load_cert_chain(tls.cert_file, tls.key_file or None)
-    return context
 
 
 def _connect_properties(settings: MqttClientSettings) -> Properties:

@@ -1,10 +1,12 @@
 """Logging set-up: one line per event as text or JSON, with secrets redacted.
 
 Context travels as `extra=` fields (`logger.info("sent", extra={"coap_id": 1})`); both
-formats print every such field after the message. Values passed to register_secret()
-(the MQTT password, for instance) are replaced by `***` in every line these formatters
-produce, at every level, whether the secret sits in the message, its arguments, an
-extra field or an exception's text.
+formats print every such field after the message. Fields known to hold secrets (named
+like password, passphrase, secret, token; at any depth of a dict) are printed as `***`.
+Values passed to register_secret() (the MQTT password, for instance) of at least
+`MIN_MASKED_LENGTH` characters are also replaced by `***` wherever they occur in a line,
+at every level; a shorter one is not, because masking a short word everywhere rewrites
+ordinary text and so gives the secret away ("bridge ***: ...").
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from typing import Any, Literal, TextIO
 LogFormat = Literal["text", "json"]
 
 REDACTED = "***"
+# Below this length a secret is likely an ordinary word: masking it everywhere would
+# both mangle log lines and show which word it is.
+MIN_MASKED_LENGTH = 8
+_SECRET_FIELD_WORDS = ("password", "passphrase", "secret", "token")
 
 # Attributes every LogRecord has; anything else on a record came in through `extra=`.
 _BLANK_RECORD = logging.LogRecord("", logging.INFO, "", 0, "", None, None)
@@ -29,16 +35,17 @@ _secrets_lock = threading.Lock()
 _secrets: tuple[str, ...] = ()
 
 
-def register_secret(value: str) -> None:
-    """Redact `value` from every log line from now on. Empty values are ignored."""
+def register_secret(value: str) -> bool:
+    """Redact `value` from every log line from now on; False (nothing registered) when it
+    is shorter than MIN_MASKED_LENGTH, or empty."""
     global _secrets
-    if not value:
-        return
+    if len(value) < MIN_MASKED_LENGTH:
+        return False
     with _secrets_lock:
-        if value in _secrets:
-            return
-        # Longest first, so a secret that contains another is replaced whole.
-        _secrets = tuple(sorted((*_secrets, value), key=len, reverse=True))
+        if value not in _secrets:
+            # Longest first, so a secret that contains another is replaced whole.
+            _secrets = tuple(sorted((*_secrets, value), key=len, reverse=True))
+    return True
 
 
 def redact(text: str) -> str:
@@ -55,10 +62,18 @@ def _contains_secret(text: str) -> bool:
 
 def _context_fields(record: logging.LogRecord) -> dict[str, Any]:
     return {
-        key: value
+        key: _masked_field(key, value)
         for key, value in vars(record).items()
         if key not in _RECORD_ATTRIBUTES and not key.startswith("_")
     }
+
+
+def _masked_field(key: object, value: object) -> object:
+    if isinstance(key, str) and any(word in key.lower() for word in _SECRET_FIELD_WORDS):
+        return REDACTED
+    if isinstance(value, dict):
+        return {inner: _masked_field(inner, item) for inner, item in value.items()}
+    return value
 
 
 def _timestamp(record: logging.LogRecord) -> str:

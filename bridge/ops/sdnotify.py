@@ -33,6 +33,8 @@ class Notifier:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = environ
         self._failure_logged = False
+        # The last STATUS= text, sent or not: what `systemctl status` shows.
+        self.last_status = ""
 
     def _env(self) -> Mapping[str, str]:
         return os.environ if self._environ is None else self._environ
@@ -74,6 +76,7 @@ class Notifier:
         return self.send("READY=1")
 
     def status(self, text: str) -> bool:
+        self.last_status = text
         # A newline would start a new KEY=value assignment in the datagram.
         return self.send("STATUS=" + " ".join(text.splitlines()))
 
@@ -139,6 +142,11 @@ def ready() -> bool:
 def status(text: str) -> bool:
     """STATUS=<text>: one line shown by `systemctl status`."""
     return _default.status(text)
+
+
+def last_status() -> str:
+    """The text of the last status() call ("" before the first)."""
+    return _default.last_status
 
 
 def reloading() -> bool:

@@ -24,12 +24,25 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from bridge.errors import BridgeError
 
 
 class RequestToolError(BridgeError):
-    """The request tool could not reach the broker or got no answer."""
+    """The request tool could not use the broker (exit status 3)."""
+
+    exit_status = 3
+
+
+class RequestInputError(RequestToolError):
+    """The command line asked for something unusable, e.g. a payload that is not JSON
+    (exit status 4)."""
+
+    exit_status = 4
+
+
+CONNECT_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -64,20 +77,48 @@ def _connect(target: BrokerTarget, client_id: str) -> mqtt.Client:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
     if target.username:
         client.username_pw_set(target.username, target.password or None)
-    if target.tls:
-        client.tls_set(
-            ca_certs=target.ca_file or None,
-            certfile=target.cert_file or None,
-            keyfile=target.key_file or None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
+    broker = f"MQTT broker {target.host}:{target.port}"
+    connacks: queue.Queue[ReasonCode] = queue.Queue()
+    client.on_connect = lambda _c, _u, _f, reason, _p: connacks.put(reason)
     try:
+        if target.tls:
+            client.tls_set(
+                ca_certs=target.ca_file or None,
+                certfile=target.cert_file or None,
+                keyfile=target.key_file or None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
         client.connect(target.host, target.port, keepalive=30)
-    except OSError as exc:
-        raise RequestToolError(
-            f"cannot connect to MQTT broker {target.host}:{target.port}: {exc}"
-        ) from exc
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise RequestToolError(f"cannot connect to {broker}: {exc}") from None
+    client.loop_start()
+    try:
+        reason = connacks.get(timeout=CONNECT_TIMEOUT)
+    except queue.Empty:
+        reason = None
+    if reason is None or reason.is_failure:
+        client.loop_stop()
+        client.disconnect()
+        if reason is None:
+            raise RequestToolError(
+                f"{broker} did not accept the connection within {CONNECT_TIMEOUT:g} s"
+            )
+        raise RequestToolError(f"{broker} refused the connection: {reason}")
     return client
+
+
+def _subscribe(client: mqtt.Client, topic: str) -> None:
+    """Subscribe and wait for the SUBACK; RequestToolError when refused or absent."""
+    acks: queue.Queue[list[ReasonCode]] = queue.Queue()
+    client.on_subscribe = lambda _c, _u, _m, reasons, _p: acks.put(reasons)
+    client.subscribe(topic, qos=1)
+    try:
+        reasons = acks.get(timeout=CONNECT_TIMEOUT)
+    except queue.Empty:
+        raise RequestToolError(f"no SUBACK for {topic} within {CONNECT_TIMEOUT:g} s") from None
+    refused = [str(reason) for reason in reasons if reason.is_failure]
+    if refused:
+        raise RequestToolError(f"the MQTT broker refused the subscription to {topic}: {refused[0]}")
 
 
 def _shortened(answer: dict[str, Any], limit: int | None) -> dict[str, Any]:
@@ -99,9 +140,8 @@ def wait_until_online(target: BrokerTarget, base_topic: str, timeout: float) -> 
             states.put("unreadable")
 
     client.on_message = on_message
-    client.loop_start()
     try:
-        client.subscribe(f"{base_topic}/status", qos=1)
+        _subscribe(client, f"{base_topic}/status")
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
             try:
@@ -119,7 +159,8 @@ def run_request(target: BrokerTarget, job: RequestJob, out: TextIO = sys.stdout)
     """Publish `job.request`, print each answer as one JSON line; return an exit status.
 
     Exit status: 0 for an answer with `"ok": true`, 1 for an error object or a CoAP
-    error code, 2 when no answer arrived within `job.wait` seconds.
+    error code, 2 when no answer arrived within `job.wait` seconds. Raises
+    RequestToolError (its `exit_status`) when the broker cannot be used.
     """
     answers: queue.Queue[dict[str, Any]] = queue.Queue()
     session = uuid.uuid4().hex[:12]
@@ -130,7 +171,6 @@ def run_request(target: BrokerTarget, job: RequestJob, out: TextIO = sys.stdout)
     reply_topic = f"{topic_root}/response/rr-{session}"
     request = dict(job.request)
     client = _connect(target, f"mqtt-coap-bridge-rr-{session}")
-    subscribed: queue.Queue[bool] = queue.Queue()
 
     def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         try:
@@ -138,15 +178,9 @@ def run_request(target: BrokerTarget, job: RequestJob, out: TextIO = sys.stdout)
         except ValueError:
             answers.put({"ok": False, "error": {"kind": "internal", "message": "bad answer"}})
 
-    def on_subscribe(*_args: object) -> None:
-        subscribed.put(True)
-
     client.on_message = on_message
-    client.on_subscribe = on_subscribe
-    client.loop_start()
     try:
-        client.subscribe(reply_topic, qos=1)
-        subscribed.get(timeout=10)
+        _subscribe(client, reply_topic)
         properties = None
         if target.protocol == 5:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]

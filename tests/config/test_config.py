@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import pydantic
@@ -17,6 +19,7 @@ from bridge.config import (
     load_password,
 )
 from bridge.errors import ConfigError
+from tests.fixtures.mosquitto import TlsFiles
 
 REPO = Path(__file__).resolve().parents[2]
 # The config shape the contract promises, verbatim: it must keep loading as it is.
@@ -295,11 +298,15 @@ def test_no_password_file_means_no_password() -> None:
     assert load_password(load_config(SHARED_EXAMPLE)) is None
 
 
-def test_tls_files_must_exist_only_when_enabled(tmp_path: Path) -> None:
+def test_tls_files_must_exist_only_when_enabled(tmp_path: Path, tls_files: TlsFiles) -> None:
     off = MINIMAL + "mqtt:\n  tls:\n    ca_file: missing.pem\n"
     assert load_config(write(tmp_path, off)).mqtt.tls.ca_file == str(tmp_path / "missing.pem")
-    for name in ("ca.pem", "cert.pem", "key.pem"):
-        (tmp_path / name).write_text("-----BEGIN-----\n")
+    for name, source in (
+        ("ca.pem", tls_files.ca_file),
+        ("cert.pem", tls_files.client_cert),
+        ("key.pem", tls_files.client_key),
+    ):
+        shutil.copy(source, tmp_path / name)
     on = MINIMAL + (
         "mqtt:\n  port: 8883\n  tls:\n    enabled: true\n    ca_file: ca.pem\n"
         "    cert_file: cert.pem\n    key_file: key.pem\n"
@@ -316,3 +323,67 @@ def test_tls_section_reports_its_unknown_keys_and_missing_files_together(tmp_pat
         " (mqtt.tls.enabled is true)",
         "mqtt.tls.ca (line 6): unknown key (known keys: enabled, ca_file, cert_file, key_file)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (MINIMAL + "mqtt:\n  host: bro\x01ker\n", "line 4, column 12: control character U+0001"),
+        (MINIMAL + "# a comment\x00\n", "line 3, column 12: control character U+0000"),
+    ],
+)
+def test_control_character_is_a_located_problem(tmp_path: Path, text: str, expected: str) -> None:
+    [problem] = problems_of(write(tmp_path, text))
+    assert problem.startswith(expected), problem
+
+
+def _tls_config(ca: Path, cert: Path | None = None, key: Path | None = None) -> str:
+    lines = ["mqtt:", "  tls:", "    enabled: true", f"    ca_file: {ca}"]
+    if cert is not None:
+        lines.append(f"    cert_file: {cert}")
+    if key is not None:
+        lines.append(f"    key_file: {key}")
+    return MINIMAL + "\n".join(lines) + "\n"
+
+
+def test_tls_material_is_loaded_and_each_problem_named(tmp_path: Path, tls_files: TlsFiles) -> None:
+    not_a_cert = tmp_path / "not-a-cert.pem"
+    not_a_cert.write_text("this is not a certificate\n")
+    encrypted = tmp_path / "encrypted.key"
+    subprocess.run(
+        [
+            *("openssl", "pkey", "-in", str(tls_files.client_key), "-aes256"),
+            *("-passout", "pass:secret", "-out", str(encrypted)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    cases = [
+        (_tls_config(not_a_cert), "mqtt.tls.ca_file (line 6): ", "holds no PEM certificate"),
+        (
+            _tls_config(tls_files.ca_file, tls_files.client_cert, tls_files.server_key),
+            "mqtt.tls.key_file (line 8): ",
+            "does not belong to the certificate",
+        ),
+        (
+            _tls_config(tls_files.ca_file, tls_files.client_cert, encrypted),
+            "mqtt.tls.key_file (line 8): ",
+            "protected by a passphrase",
+        ),
+        (
+            _tls_config(tls_files.ca_file, not_a_cert, tls_files.client_key),
+            "mqtt.tls.cert_file (line 7): ",
+            "holds no PEM certificate",
+        ),
+        (
+            _tls_config(tls_files.ca_file, tls_files.client_cert),
+            "mqtt.tls.key_file (line 4): ",
+            "holds no usable PEM private key",
+        ),
+    ]
+    for text, where, what in cases:
+        problems = problems_of(write(tmp_path, text))
+        assert problems[0].startswith(where), problems
+        assert what in problems[0], problems
+    good = _tls_config(tls_files.ca_file, tls_files.client_cert, tls_files.client_key)
+    assert load_config(write(tmp_path, good)).mqtt.tls.enabled

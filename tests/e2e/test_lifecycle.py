@@ -162,9 +162,14 @@ def test_sd_notify_messages(bridge_stack: BridgeStackFactory) -> None:
         stack = bridge_stack(start=False)
         stack.start_daemon(env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
 
+        # READY=1 as soon as the daemon runs; STATUS then says what it waits for.
         started = read_notifications(sock, "READY=1")
-        statuses = [m for m in started if m.startswith("STATUS=")]
-        assert any("modem" in m for m in statuses), started
+        assert not any(m.startswith("STATUS=serving") for m in started), started
+        later = read_notifications(sock, "WATCHDOG=1", timeout=1)
+        while not any(m.startswith("STATUS=serving") for m in later):
+            later += read_notifications(sock, "WATCHDOG=1", timeout=1)
+        statuses = [m for m in later if m.startswith("STATUS=")]
+        assert any("modem" in m for m in statuses), later
         pings = read_notifications(sock, "WATCHDOG=1", timeout=1)
         assert read_notifications(sock, "WATCHDOG=1", timeout=1)  # repeated, every 0.1 s
 

@@ -56,13 +56,13 @@ def test_every_node_is_tried_at_once_before_the_backoff_starts() -> None:
     assert nodes.current.host == "node3"
 
 
-def test_a_connection_ends_the_round_and_the_backoff() -> None:
+def test_a_link_that_held_ends_the_round_and_the_backoff() -> None:
     nodes = rotation(3)
     nodes.failed()
     nodes.failed()
     nodes.failed()
     nodes.failed()  # on node2 now, after waits
-    nodes.connected()
+    nodes.link_held()
     # The link on node2 is lost: node3 and node1 are tried at once.
     assert nodes.failed() == 0.0
     assert nodes.current.host == "node3"
@@ -74,3 +74,10 @@ def test_one_address_is_the_plain_reconnect_backoff() -> None:
     nodes = rotation(1)
     assert [nodes.failed() for _ in range(5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
     assert nodes.current.host == "node1"
+
+
+def test_links_dropped_right_after_connecting_still_back_off() -> None:
+    nodes = rotation(2)
+    # Each node accepts and drops at once (a takeover): no link_held(), so the
+    # rotation keeps counting failures and the backoff grows.
+    assert [nodes.failed() for _ in range(5)] == [0.0, 1.0, 2.0, 4.0, 8.0]

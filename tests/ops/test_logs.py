@@ -133,3 +133,19 @@ def test_reconfigure_replaces_the_handler(log_stream: io.StringIO) -> None:
 def test_unknown_level_is_refused(log_stream: io.StringIO) -> None:
     with pytest.raises(ValueError, match="loud"):
         configure_logging("loud", "text", stream=log_stream)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_short_secret_is_masked_only_in_fields_that_hold_it(
+    log_stream: io.StringIO, fmt: str
+) -> None:
+    assert not register_secret("ready")
+    configure_logging("info", "json" if fmt == "json" else "text", stream=log_stream)
+    log = logging.getLogger("bridge.service")
+    log.info("bridge ready: modem /dev/ttyUSB2")
+    log.info("credentials", extra={"mqtt_password": "ready", "settings": {"password": "ready"}})
+    first, second = log_stream.getvalue().splitlines()
+    assert "bridge ready: modem /dev/ttyUSB2" in first
+    assert "***" not in first
+    assert "ready" not in second
+    assert second.count("***") == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from bridge.config import MqttProtocol, Settings
 from bridge.errors import ConfigError
 from bridge.ops.logs import redact
 from bridge.service import client_settings, needs_restart
+from tests.fixtures.mosquitto import TlsFiles
 
 
 def settings(tmp_path: Path, **sections: Any) -> Settings:
@@ -87,8 +89,8 @@ def test_receive_maximum_stays_within_mqtt_bounds(
     assert client.receive_maximum == expected
 
 
-def test_tls_reaches_the_client_only_when_enabled(tmp_path: Path) -> None:
-    (tmp_path / "ca.pem").write_text("not checked here\n")
+def test_tls_reaches_the_client_only_when_enabled(tmp_path: Path, tls_files: TlsFiles) -> None:
+    shutil.copy(tls_files.ca_file, tmp_path / "ca.pem")
     off = settings(tmp_path, mqtt={"tls": {"ca_file": "ca.pem"}})
     assert client_settings(off).tls is None
     on = settings(tmp_path, mqtt={"tls": {"enabled": True, "ca_file": "ca.pem"}})
