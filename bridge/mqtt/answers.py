@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.errors import BridgeError
-from bridge.mqtt.client import IncomingMessage, MqttClient
+from bridge.mqtt.client import MqttClient
+from bridge.mqtt.incoming import IncomingMessage
 from bridge.mqtt.outbox import MqttClientError, PublishRejected, consume_result
 from bridge.mqtt.topics import answer_topic, topic_problem
 

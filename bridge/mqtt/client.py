@@ -22,7 +22,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -33,47 +32,20 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from bridge.backoff import Backoff
 from bridge.mqtt.brokers import BrokerRotation
+from bridge.mqtt.incoming import IncomingMessage
 from bridge.mqtt.outbox import MqttClientError, Outbox, PublishProperties
 from bridge.mqtt.paho_client import connect_async, new_paho_client
 from bridge.mqtt.plumbing import SocketPlumbing
 from bridge.mqtt.settings import MqttClientSettings, MqttProtocol
 from bridge.mqtt.stats import MqttStats
+from bridge.mqtt.subscriptions import Subscriptions
+from bridge.mqtt.takeover import TakeoverWatch
 from bridge.mqtt.topics import status_topic, topic_problem
 
 log = logging.getLogger(__name__)
 
-# A link that held this long resets the reconnect backoff; shorter ones do not.
-STABLE_LINK = 10.0
-# Links lost in a row right after CONNACK before a takeover is suspected (MQTT 3.1.1
-# has no reason code for it).
-QUICK_DROPS_TAKEOVER = 3
-SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code
-
 ONLINE = json.dumps({"state": "online"}).encode()
 OFFLINE = json.dumps({"state": "offline"}).encode()
-
-
-@dataclass(frozen=True)
-class IncomingMessage:
-    """One PUBLISH received from the broker."""
-
-    topic: str
-    payload: bytes
-    qos: int
-    mid: int
-    retain: bool
-    dup: bool
-    # MQTT 5 request/response properties; None on MQTT 3.1.1 or when absent.
-    response_topic: str | None
-    correlation_data: bytes | None
-    _ack: Callable[[], bool] = field(repr=False, compare=False)
-    # When it arrived (time.monotonic): where the request's latency starts.
-    received_at: float = field(default_factory=time.monotonic, compare=False)
-
-    def ack(self) -> bool:
-        """Send the PUBACK. False when the connection it came on is gone (it will be
-        redelivered) — never raises."""
-        return self._ack()
 
 
 class MqttClient:
@@ -98,9 +70,9 @@ class MqttClient:
         self._paho.on_subscribe = self._on_subscribe
         self._io = SocketPlumbing(self._paho)
         self._outbox = Outbox(self._paho, self._io, settings.max_queued, self._stats)
-        self._subscriptions: dict[str, int] = {}
-        self._subscribed: set[str] = set()  # filters sent to the broker by this process
-        self._awaiting_suback: int | None = None
+        self._subscriptions = Subscriptions(
+            Backoff(settings.reconnect_initial, settings.reconnect_max)
+        )
         self._generation = 0  # bumped on every CONNACK; stale acks are dropped
         self._connected = False  # CONNACK received on the current socket
         self._link_up = asyncio.Event()
@@ -113,14 +85,8 @@ class MqttClient:
         self._brokers = BrokerRotation(
             settings.addresses, Backoff(settings.reconnect_initial, settings.reconnect_max)
         )
-        self._quick_drops = 0  # links lost in a row within STABLE_LINK of their CONNACK
-        self._suback_filters: dict[int, list[str]] = {}  # SUBSCRIBE mid -> its filters
-        self._resubscribe = Backoff(settings.reconnect_initial, settings.reconnect_max)
+        self._takeover = TakeoverWatch(settings.client_id)
         self._retry_handle: asyncio.TimerHandle | None = None
-        self._subscription_listeners: list[Callable[[str | None], None]] = []
-        # Why the broker refused a subscription (the client is not ready), or None.
-        self.subscription_error: str | None = None
-        self._taken_over = False  # the last DISCONNECT said "Session taken over"
 
     # -- public API --------------------------------------------------------------
 
@@ -173,16 +139,21 @@ class MqttClient:
         if self._settings.username:
             self._paho.username_pw_set(self._settings.username, password or None)
 
+    @property
+    def subscription_error(self) -> str | None:
+        """Why the broker refused a subscription (the client is not ready), or None."""
+        return self._subscriptions.error
+
     def add_subscription_listener(self, listener: Callable[[str | None], None]) -> None:
         """`listener(why)` when the broker refuses a subscription, `listener(None)` once
         it is granted after that. Runs on the loop; must not block."""
-        self._subscription_listeners.append(listener)
+        self._subscriptions.add_listener(listener)
 
     def add_subscription(self, topic_filter: str, qos: int = 1) -> None:
         """Subscribe now if connected, and again whenever the session was lost."""
-        self._subscriptions[topic_filter] = qos
+        filters = self._subscriptions.want(topic_filter, qos)
         if self._outbox.ready:
-            self._send_subscribe([(topic_filter, qos)])
+            self._send_subscribe(filters)
 
     def publish(
         self,
@@ -280,30 +251,12 @@ class MqttClient:
                 if await self._wait_connack():
                     connected_at = time.monotonic()
                     await self._link_down.wait()
-                    self._after_link_loss(time.monotonic() - connected_at)
+                    if self._takeover.link_lost(time.monotonic() - connected_at, self.broker):
+                        brokers.link_held()
             wait = brokers.failed()
             if wait:
                 log.info("reconnecting to MQTT broker %s in %.1f s", brokers.current, wait)
                 await asyncio.sleep(wait)
-
-    def _after_link_loss(self, lasted: float) -> None:
-        # The backoff starts again only after a link that held: a link dropped right
-        # after CONNACK (a session takeover, a broker that kicks us) must slow down.
-        if lasted >= STABLE_LINK:
-            self._brokers.link_held()
-            self._quick_drops = 0
-            return
-        self._quick_drops += 1
-        if self._quick_drops == QUICK_DROPS_TAKEOVER and not self._taken_over:
-            log.warning(
-                "the MQTT broker %s closed the connection %d times within %.0f s of "
-                "accepting it: another client with client id %s may have taken over the "
-                "session (two bridges with the same mqtt.client_id?)",
-                self.broker,
-                self._quick_drops,
-                STABLE_LINK,
-                self._settings.client_id,
-            )
 
     async def _wait_connack(self) -> bool:
         """True once the link is up; False if it went down or CONNACK never came."""
@@ -365,14 +318,7 @@ class MqttClient:
     def _after_connect(self, generation: int, session_present: bool) -> None:
         if generation != self._generation or not self._connected:
             return
-        self._awaiting_suback = None
-        # A present session keeps what this process already subscribed; anything else
-        # (first connect, filters added since, session lost) is subscribed now.
-        missing = [
-            (topic_filter, qos)
-            for topic_filter, qos in self._subscriptions.items()
-            if not session_present or topic_filter not in self._subscribed
-        ]
+        missing = self._subscriptions.on_connect(session_present)
         if missing:
             self._send_subscribe(missing)
         elif self._settings.announce_status:
@@ -380,21 +326,20 @@ class MqttClient:
             self._outbox.send_now(self._status_topic, ONLINE, retain=True)
         self._outbox.flush()
         self._outbox.ready = True
-        if self._awaiting_suback is None:
+        if self._subscriptions.awaiting is None:
             self._link_up.set()
         self._notify(True)
 
     def _send_subscribe(self, filters: list[tuple[str, int]]) -> None:
-        _, self._awaiting_suback = self._paho.subscribe(filters)
-        assert self._awaiting_suback is not None
-        self._suback_filters[self._awaiting_suback] = [topic_filter for topic_filter, _ in filters]
-        self._subscribed.update(topic_filter for topic_filter, _ in filters)
+        _, mid = self._paho.subscribe(filters)
+        assert mid is not None
+        self._subscriptions.sent(mid, filters)
 
     def _retry_subscriptions(self, generation: int) -> None:
         self._retry_handle = None
         if generation != self._generation or not self._outbox.ready:
             return  # the next connect subscribes what is missing anyway
-        missing = [(f, qos) for f, qos in self._subscriptions.items() if f not in self._subscribed]
+        missing = self._subscriptions.missing()
         if missing:
             log.info("subscribing again to %s", [f for f, _ in missing])
             self._send_subscribe(missing)
@@ -412,18 +357,10 @@ class MqttClient:
         self._outbox.ready = False
         self._link_up.clear()
         self._link_down.set()
-        self._taken_over = reason_code == SESSION_TAKEN_OVER
-        if self._taken_over and not self._outbox.closing:
-            log.warning(
-                "another client with client id %s took over the session on MQTT broker "
-                "%s:%d; reconnecting with backoff (two bridges with the same client id?)",
-                self._settings.client_id,
-                self._settings.host,
-                self._settings.port,
-            )
+        self._takeover.disconnected(reason_code.value, self.broker, closing=self._outbox.closing)
         if was_ready:
             self._stats.connection_losses += 1
-            if not self._outbox.closing and not self._taken_over:
+            if not self._outbox.closing and not self._takeover.taken_over:
                 log.warning("lost the connection to MQTT broker %s: %s", self.broker, reason_code)
             self._notify(False)
 
@@ -486,46 +423,17 @@ class MqttClient:
         reason_codes: list[ReasonCode],
         properties: Properties | None,
     ) -> None:
-        filters = self._suback_filters.pop(mid, list(self._subscriptions))
-        refused = {
-            topic_filter: str(code)
-            for topic_filter, code in zip(filters, reason_codes, strict=False)
-            if code.is_failure
-        }
-        if refused:
-            # Not subscribed: forgotten, so that a reconnect (even with a session
-            # present) or the retry below subscribes again; not ready meanwhile.
-            self._subscribed.difference_update(refused)
-            self.subscription_error = "MQTT broker refused the subscription to " + ", ".join(
-                f"{topic_filter} ({why})" for topic_filter, why in refused.items()
-            )
-            delay = self._resubscribe.next()
-            log.error(
-                "%s; not serving, subscribing again in %.1f s", self.subscription_error, delay
-            )
+        outcome = self._subscriptions.acknowledged(mid, reason_codes, self._outbox.ready)
+        if outcome.retry_in is not None:
+            # Not serving while refused; the retry (or the next connect) subscribes again.
             if self._outbox.ready:
                 if self._settings.announce_status:
                     self._outbox.send_now(self._status_topic, OFFLINE, retain=True)
                 assert self._loop is not None
                 self._retry_handle = self._loop.call_later(
-                    delay, self._retry_subscriptions, self._generation
+                    outcome.retry_in, self._retry_subscriptions, self._generation
                 )
-            self._notify_subscription()
-            return
-        log.info("subscribed to %s", filters)
-        if mid == self._awaiting_suback and self._outbox.ready:
-            self._awaiting_suback = None
-            self._resubscribe.reset()
-            was_refused, self.subscription_error = self.subscription_error, None
+        elif outcome.completes_connect:
             if self._settings.announce_status:
                 self._outbox.send_now(self._status_topic, ONLINE, retain=True)
             self._link_up.set()
-            if was_refused is not None:
-                self._notify_subscription()
-
-    def _notify_subscription(self) -> None:
-        for listener in self._subscription_listeners:
-            try:
-                listener(self.subscription_error)
-            except Exception:
-                log.exception("MQTT subscription listener failed")

@@ -36,9 +36,10 @@ from bridge.mqtt.answers import (
     Routing,
     error_kind,
 )
-from bridge.mqtt.client import IncomingMessage, MqttClient
+from bridge.mqtt.client import MqttClient
 from bridge.mqtt.dedupe import AnswerCache
 from bridge.mqtt.health import HealthPublisher, InfoPublisher
+from bridge.mqtt.incoming import IncomingMessage
 from bridge.mqtt.journal import AnswerJournal
 from bridge.mqtt.pool import PoolMembership, pool_membership
 from bridge.mqtt.settings import FrontSettings

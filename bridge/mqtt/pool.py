@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from bridge.mqtt.client import IncomingMessage, MqttClient
+from bridge.mqtt.client import MqttClient
+from bridge.mqtt.incoming import IncomingMessage
 from bridge.mqtt.settings import FrontSettings, MqttClientSettings, MqttProtocol
 from bridge.mqtt.topics import shared_request_filter
 
