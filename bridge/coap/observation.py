@@ -67,15 +67,24 @@ class Observation:
             self._first_received = True
             if response.opt.observe is None or not response.code.is_successful():
                 self._end()
-            return response
+            return self._numbered(response)
         try:
-            return await anext(self._notifications)
+            return self._numbered(await anext(self._notifications))
         except StopAsyncIteration:
             self._end()
             raise
         except coap_error.Error as exc:
             self._end()
             raise self._coap._translate(exc, self.remote, self._started, self._oscore) from exc
+
+    def _numbered(self, message: Any) -> Any:
+        # Under OSCORE aiocoap numbers a response by the server's sequence number, and
+        # the first one (protected on the request's nonce, none of its own) as -1, while
+        # the next may carry sequence number 0: shifted by one, the numbers start at 0
+        # and still grow with every notification.
+        if self._oscore is not None and message.opt.observe is not None:
+            message.opt.observe += 1
+        return message
 
     @property
     def cancelled(self) -> bool:
