@@ -8,7 +8,8 @@ message, `topics` the topic names of the contract.
 
 from bridge.mqtt.answers import Routing
 from bridge.mqtt.client import MqttClient
-from bridge.mqtt.front import Envelope, RequestFront, RequestHandler
+from bridge.mqtt.envelope import Envelope, RequestHandler
+from bridge.mqtt.front import RequestFront
 from bridge.mqtt.incoming import IncomingMessage
 from bridge.mqtt.outbox import ClientClosed, MqttClientError, PublishDropped, PublishRejected
 from bridge.mqtt.settings import FrontSettings, MqttClientSettings, MqttProtocol, TlsSettings

@@ -1,30 +1,16 @@
 """`RequestFront`: takes requests off MQTT and answers them through a `RequestHandler`.
 
-The front knows nothing about CoAP or the request's JSON shape; the service's handler
-is `bridge.handler.CoapRequests`. Contract: `parse(payload)` is quick and pure and
-returns an `Envelope` (with `rejection` set for an invalid request whose id is known;
-raising means no usable id); `serve(envelope)` yields one answer for a plain request,
-one per notification for an observation; `error(request_id, exc)` is the contract's
-error object. A request is acked after its first answer was acknowledged by the broker,
-served at most `max_in_flight` at a time, deduplicated by id and payload digest for
-`dedupe_window` seconds (the same id with another payload is `invalid_request`; an
-observation only while it runs; across restarts too with `state_dir`:
-`bridge.mqtt.journal`, committed before the answer is published), and answered
-`cancelled` on a cancel request or at shutdown. Pooled requests (`shared_group`, MQTT 5)
-come in on a connection of their own (`bridge.mqtt.pool`), joined while the service
-says so (`set_pool_wanted`). `set_info()` keeps the retained `<base>/info` published;
-`on_answer` hears of each first answer.
+It acks, bounds, deduplicates (cache and journal), cancels and routes answers; it knows
+nothing of CoAP or of the request's JSON (see docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from bridge.errors import BridgeError, Cancelled, InvalidRequest
 from bridge.mqtt.answers import (
@@ -38,8 +24,10 @@ from bridge.mqtt.answers import (
 )
 from bridge.mqtt.client import MqttClient
 from bridge.mqtt.dedupe import AnswerCache
+from bridge.mqtt.envelope import Envelope, RequestHandler
 from bridge.mqtt.health import HealthPublisher, InfoPublisher
 from bridge.mqtt.incoming import IncomingMessage
+from bridge.mqtt.inflight import InFlight, cancellable, request_digest
 from bridge.mqtt.journal import AnswerJournal
 from bridge.mqtt.pool import PoolMembership, pool_membership
 from bridge.mqtt.settings import FrontSettings
@@ -50,39 +38,6 @@ log = logging.getLogger(__name__)
 
 RequestT = TypeVar("RequestT")
 P = ParamSpec("P")
-
-
-@dataclass(frozen=True)
-class Envelope(Generic[RequestT]):
-    """What the front needs to know about one request message."""
-
-    request_id: str | None
-    request: RequestT | None = None
-    response_topic: str | None = None
-    observe: bool = False
-    cancel: bool = False
-    rejection: BaseException | None = None
-
-
-class RequestHandler(Protocol[RequestT]):
-    def parse(self, payload: bytes) -> Envelope[RequestT]: ...
-
-    def serve(self, envelope: Envelope[RequestT]) -> AsyncIterator[Answer]: ...
-
-    def error(self, request_id: str | None, exc: BaseException) -> Answer: ...
-
-
-@dataclass(eq=False)
-class _InFlight:
-    request_id: str
-    digest: bytes
-    first_answer: asyncio.Future[Delivered]
-    finished: asyncio.Future[None]
-    observe: bool
-    task: asyncio.Task[None] | None = None
-    started: bool = False
-    cancel_reason: str | None = None
-    dependents: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 class RequestFront(Generic[RequestT]):
@@ -117,7 +72,7 @@ class RequestFront(Generic[RequestT]):
         self._cache: AnswerCache[tuple[bytes, Delivered | bytes]] = AnswerCache(
             settings.dedupe_window, settings.dedupe_max_entries
         )
-        self._in_flight: dict[str, _InFlight] = {}
+        self._in_flight: dict[str, InFlight] = {}
         self._group = asyncio.TaskGroup()  # intake and health
         self._requests = asyncio.TaskGroup()  # per-request work
         self._background: list[asyncio.Task[None]] = []
@@ -176,8 +131,6 @@ class RequestFront(Generic[RequestT]):
             mqtt["pool"] = self._pool.health()
         return mqtt
 
-    # -- lifecycle ---------------------------------------------------------------
-
     async def __aenter__(self) -> RequestFront[RequestT]:
         settings = self._settings
         if settings.state_dir is not None:
@@ -227,7 +180,7 @@ class RequestFront(Generic[RequestT]):
         if started:
             await asyncio.wait(started, timeout=grace)
         for record in list(self._in_flight.values()):
-            if record.task is None or record.task.done() or not _cancellable(record):
+            if record.task is None or record.task.done() or not cancellable(record):
                 continue
             if record.started:
                 record.cancel_reason = "the bridge is shutting down"
@@ -258,8 +211,6 @@ class RequestFront(Generic[RequestT]):
             await work(*args, **kwargs)
         except Exception:
             log.exception("MQTT front task %s failed", name)
-
-    # -- intake ------------------------------------------------------------------
 
     async def _consume(self) -> None:
         async for message in self._client.messages():
@@ -294,7 +245,7 @@ class RequestFront(Generic[RequestT]):
             self._cancel(message, routing, request_id)
             return
         self._client.stats.requests += 1
-        digest = _digest(message.payload)
+        digest = request_digest(message.payload)
         record = self._in_flight.get(request_id)
         cached = self._cache.get(request_id) if record is None else None
         if (record is not None and record.digest != digest) or (
@@ -318,7 +269,7 @@ class RequestFront(Generic[RequestT]):
         if self._journal is not None and self._from_journal(message, routing, request_id, digest):
             return
         loop = asyncio.get_running_loop()
-        record = _InFlight(
+        record = InFlight(
             request_id, digest, loop.create_future(), loop.create_future(), envelope.observe
         )
         self._in_flight[request_id] = record
@@ -370,7 +321,7 @@ class RequestFront(Generic[RequestT]):
             answer = self._answers.error(request_id, exc)
             self._spawn("mqtt-cancel", self._answers.deliver, message, routing, request_id, answer)
             return
-        if not _cancellable(record):
+        if not cancellable(record):
             log.info("cancel for request %s, already answered: nothing to cancel", request_id)
         elif record.cancel_reason is None:
             log.info("request %s cancelled by a cancel request", request_id)
@@ -379,14 +330,12 @@ class RequestFront(Generic[RequestT]):
         task = self._spawn("mqtt-cancel", self._ack_when_finished, message, record)
         record.dependents.append(task)
 
-    # -- serving -----------------------------------------------------------------
-
     async def _serve(
         self,
         message: IncomingMessage,
         routing: Routing,
         envelope: Envelope[RequestT],
-        record: _InFlight,
+        record: InFlight,
     ) -> None:
         request_id = record.request_id
         holding = False
@@ -447,7 +396,7 @@ class RequestFront(Generic[RequestT]):
             self._forget(record)
 
     async def _first_answer(
-        self, message: IncomingMessage, routing: Routing, record: _InFlight, first: Delivered
+        self, message: IncomingMessage, routing: Routing, record: InFlight, first: Delivered
     ) -> None:
         if not record.first_answer.done():
             record.first_answer.set_result(first)
@@ -478,7 +427,7 @@ class RequestFront(Generic[RequestT]):
             self._journal.commit()
         await self._answers.deliver(message, routing, request_id, first)
 
-    def _forget(self, record: _InFlight) -> None:
+    def _forget(self, record: InFlight) -> None:
         if self._in_flight.get(record.request_id) is record:
             del self._in_flight[record.request_id]
         if not record.finished.done():
@@ -487,22 +436,11 @@ class RequestFront(Generic[RequestT]):
             record.first_answer.cancel()
 
     async def _answer_duplicate(
-        self, message: IncomingMessage, routing: Routing, record: _InFlight
+        self, message: IncomingMessage, routing: Routing, record: InFlight
     ) -> None:
         first = await asyncio.shield(record.first_answer)
         await self._answers.deliver(message, routing, record.request_id, first)
 
-    async def _ack_when_finished(self, message: IncomingMessage, record: _InFlight) -> None:
+    async def _ack_when_finished(self, message: IncomingMessage, record: InFlight) -> None:
         await asyncio.shield(record.finished)
         message.ack()
-
-
-def _digest(payload: bytes) -> bytes:
-    """What tells a redelivery (the same request) from another request with the same id."""
-    return hashlib.blake2b(payload, digest_size=16).digest()
-
-
-def _cancellable(record: _InFlight) -> bool:
-    """A plain request whose answer is out cannot be cancelled any more: a `cancelled`
-    error after it would be a second answer."""
-    return record.observe or not record.first_answer.done()
