@@ -43,8 +43,9 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Two workers: most tests wait on serial pacing and timeouts, not on the CPU.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 demo: setup
 	$(BIN)/mqtt-coap-bridge demo
