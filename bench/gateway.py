@@ -27,6 +27,13 @@ class LineUse:
 
     to_modem: int
     from_modem: int
+    # AT command lines the simulator interpreted, and how many of them sent a datagram.
+    commands: int = 0
+    sends: int = 0
+
+    @property
+    def other_commands(self) -> int:
+        return self.commands - self.sends
 
     @property
     def busier(self) -> int:
@@ -52,6 +59,8 @@ class Gateway:
         line = LineUse(
             to_modem=after["bytes_in"] - before["bytes_in"],
             from_modem=after["bytes_out"] - before["bytes_out"],
+            commands=after["commands"] - before["commands"],
+            sends=after["datagrams_out"] - before["datagrams_out"],
         )
         return result, line
 
