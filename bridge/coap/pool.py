@@ -2,7 +2,9 @@
 
 One instance per (host, port), opened on first use and reused; the least recently used
 idle one is closed when another remote needs room, idle ones after `idle_close` seconds,
-and all are forgotten when the modem resets. "Idle" is the transport's `is_busy`.
+and all are forgotten when the modem resets. "Idle" is the transport's `is_busy`. Of the
+remotes waiting for room, the one with the most datagrams queued goes first (one OPEN
+then carries the most), unless another has waited longer than `_WAIT_AGED`.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from dataclasses import dataclass, field
 from bridge.coap.modem_port import CoapModem
 from bridge.coap.remote import ModemRemote
 from bridge.coap.stats import CoapStats
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, ModemError
 
 logger = logging.getLogger(__name__)
 
 # How often a remote waiting for an instance re-checks whether its exchanges still want
 # one, when no instance is freed in the meantime.
 _WAIT_RECHECK = 0.25
+# A remote waiting this long for room goes ahead of those with more queued, so that a
+# remote with one request is not starved by busier ones.
+_WAIT_AGED = 5.0
 
 
 @dataclass(eq=False)
@@ -43,12 +48,14 @@ class InstancePool:
         max_instances: int,
         idle_close: float,
         is_busy: Callable[[ModemRemote], bool],
+        queued: Callable[[ModemRemote], int],
         stats: CoapStats,
     ) -> None:
         self._modem = modem
         self._max_instances = max_instances
         self._idle_close = idle_close
         self._is_busy = is_busy
+        self._queued = queued
         # LRU order: least recently used first.
         self._instances: OrderedDict[ModemRemote, Instance] = OrderedDict()
         self._by_id: dict[int, Instance] = {}
@@ -56,6 +63,13 @@ class InstancePool:
         self._capacity_lock = asyncio.Lock()
         self._changed = asyncio.Event()
         self._waiting: Counter[ModemRemote] = Counter()
+        self._waiting_since: dict[ModemRemote, float] = {}
+        # Ids the modem has free, as last listed (AT+GTCOAPOPEN?) and kept up to date by
+        # our own opens and closes since; None: ask again (after a reset or a surprise).
+        # Each switch to another remote then costs a CLOSE and an OPEN, not a third
+        # command queued behind the line's sends.
+        self._free_ids: int | None = None
+        self._free_generation = -1
         self._stats = stats
 
     @property
@@ -96,9 +110,29 @@ class InstancePool:
     ) -> Instance | None:
         """The open instance for `remote`, opening one (and making room) if needed.
 
-        Waits while every instance is busy; returns None once `still_needed()` is false
-        (whoever needed it gave up). Raises what the modem raises for OPEN.
+        Waits while every instance is busy or another waiting remote goes first; returns
+        None once `still_needed()` is false (whoever needed it gave up). Raises what the
+        modem raises for OPEN.
         """
+        instance = self.current(remote)
+        if instance is not None:
+            self.touch(remote)
+            return instance
+        self._waiting[remote] += 1
+        self._waiting_since.setdefault(remote, time.monotonic())
+        try:
+            return await self._wait_for_room(remote, still_needed)
+        finally:
+            self._waiting[remote] -= 1
+            if not self._waiting[remote]:
+                del self._waiting[remote]
+                del self._waiting_since[remote]
+                # The remote that went first may leave without taking the room.
+                self._signal()
+
+    async def _wait_for_room(
+        self, remote: ModemRemote, still_needed: Callable[[], bool]
+    ) -> Instance | None:
         while True:
             instance = self.current(remote)
             if instance is not None:
@@ -107,23 +141,27 @@ class InstancePool:
             if not still_needed():
                 return None
             changed = self._changed
-            async with self._capacity_lock:
-                if self.current(remote) is None and await self._make_room():
-                    opened = await self._open(remote)
-                    if opened is not None:
-                        return opened
+            if self._first_in_line(remote):
+                async with self._capacity_lock:
+                    if self.current(remote) is None and await self._make_room():
+                        opened = await self._open(remote)
+                        if opened is not None:
+                            return opened
+                        continue
+                if self.current(remote) is not None:
                     continue
-            if self.current(remote) is not None:
-                continue
-            self._waiting[remote] += 1
-            try:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(_WAIT_RECHECK):
-                        await changed.wait()
-            finally:
-                self._waiting[remote] -= 1
-                if not self._waiting[remote]:
-                    del self._waiting[remote]
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_WAIT_RECHECK):
+                    await changed.wait()
+
+    def _first_in_line(self, remote: ModemRemote) -> bool:
+        now = time.monotonic()
+
+        def rank(waiting: ModemRemote) -> tuple[bool, int, float]:
+            waited = now - self._waiting_since[waiting]
+            return (waited >= _WAIT_AGED, self._queued(waiting), waited)
+
+        return max(self._waiting, key=rank) == remote
 
     def invalidate(self, remote: ModemRemote, coap_id: int) -> None:
         """Forget an instance the modem no longer accepts (a reset we have not heard of yet)."""
@@ -174,22 +212,47 @@ class InstancePool:
 
     async def _make_room(self) -> bool:
         """True when an instance can be opened now, closing the LRU idle one if need be."""
-        if len(self._instances) < self._max_instances and await self._modem.free_instance_ids():
+        if len(self._instances) < self._max_instances and await self._free_id_count():
             return True
         for instance in list(self._instances.values()):
             if not self._is_busy(instance.remote):
                 self._stats.instances_closed_lru += 1
                 await self._close(instance, "least recently used, room needed")
-                return bool(await self._modem.free_instance_ids())
+                return bool(await self._free_id_count())
         return False
+
+    async def _free_id_count(self) -> int:
+        generation = self._modem.generation
+        if self._free_ids is None or self._free_generation != generation:
+            free = len(await self._modem.free_instance_ids())
+            self._free_ids, self._free_generation = free, generation
+            return free
+        return self._free_ids
+
+    def _count_free(self, change: int) -> None:
+        if self._free_ids is not None and self._free_generation == self._modem.generation:
+            self._free_ids = max(self._free_ids + change, 0)
 
     async def _open(self, remote: ModemRemote) -> Instance | None:
         generation = self._modem.generation
         try:
             coap_id = await self._modem.open(remote.host, remote.port)
+        except ModemError:
+            self._stats.instances_open_failures += 1
+            if self._free_ids is None:
+                raise
+            # Refused while the count said an id was free: if none is, the count was
+            # wrong (an id held since before we started) and the remote waits for room;
+            # otherwise the modem refuses this remote itself.
+            self._free_ids = None
+            if await self._free_id_count():
+                raise
+            return None
         except BridgeError:
             self._stats.instances_open_failures += 1
+            self._free_ids = None
             raise
+        self._count_free(-1)
         if generation != self._modem.generation:
             # Opened across a reset: the id may belong to either side of it. Try to free
             # it (harmless if it is already gone) and open again in the new generation.
@@ -209,8 +272,10 @@ class InstancePool:
             await self._modem.close(instance.coap_id)
         except BridgeError as exc:
             # Already gone (reset) or modem away: either way it is no longer ours.
+            self._free_ids = None
             logger.info("closing coap_id=%d (%s) failed: %s", instance.coap_id, reason, exc)
         else:
+            self._count_free(+1)
             logger.info(
                 "coap_id=%d for %s closed (%s)", instance.coap_id, instance.remote.label, reason
             )

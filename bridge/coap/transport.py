@@ -142,6 +142,7 @@ class ModemMessageInterface(interfaces.MessageInterface):
             max_instances=max_instances,
             idle_close=idle_close,
             is_busy=self.is_busy,
+            queued=self.queued,
             stats=self.stats,
         )
 
@@ -285,6 +286,10 @@ class ModemMessageInterface(interfaces.MessageInterface):
     def cancel_workers(self) -> None:
         for worker in list(self._workers.values()):
             worker.cancel()
+
+    def queued(self, remote: ModemRemote) -> int:
+        """Datagrams waiting to go to `remote`."""
+        return len(self._queues.get(remote, ()))
 
     def is_busy(self, remote: ModemRemote) -> bool:
         if self._holds.get(remote) or self._queues.get(remote) or remote in self._workers:

@@ -1,0 +1,138 @@
+"""Which remote gets a freed instance, and what a switch between remotes costs on the line."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+from aiocoap import POST, Message
+
+from bridge.coap import CoapTransportSettings, pool
+from bridge.coap.pool import InstancePool
+from bridge.coap.remote import ModemRemote
+from bridge.coap.stats import CoapStats
+from tests.coap.conftest import Stack, StackFactory
+from tests.fixtures.coap_servers import AiocoapServer
+
+ServerFactory = Callable[[], Awaitable[AiocoapServer]]
+
+
+class OneInstanceModem:
+    """A modem stand-in with one instance id: enough to watch who gets it next."""
+
+    generation = 0
+
+    def __init__(self) -> None:
+        self.free = [1]
+        self.opened: list[tuple[str, int]] = []
+
+    async def open(self, host: str, port: int) -> int:
+        self.opened.append((host, port))
+        return self.free.pop()
+
+    async def close(self, coap_id: int) -> None:
+        self.free.append(coap_id)
+
+    async def free_instance_ids(self) -> list[int]:
+        return list(self.free)
+
+
+def one_instance_pool(modem: OneInstanceModem, idle: set[ModemRemote]) -> InstancePool:
+    """Port 1 holds the one instance; ports 2 and 3 have 1 and 3 datagrams queued. Every
+    remote not in `idle` has exchanges in flight."""
+    queued = {ModemRemote("127.0.0.1", 2): 1, ModemRemote("127.0.0.1", 3): 3}
+    return InstancePool(
+        modem,  # type: ignore[arg-type]
+        max_instances=1,
+        idle_close=60,
+        is_busy=lambda remote: remote not in idle,
+        queued=lambda remote: queued.get(remote, 0),
+        stats=CoapStats(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("head_start", "winner"),
+    [(0.0, 3), (0.1, 2)],
+    ids=["most-queued-first", "long-waiting-first"],
+)
+async def test_who_gets_a_freed_instance(
+    monkeypatch: pytest.MonkeyPatch, head_start: float, winner: int
+) -> None:
+    """Port 2 (one datagram) starts waiting `head_start` s before port 3 (three)."""
+    monkeypatch.setattr(pool, "_WAIT_AGED", 0.05)
+    modem = OneInstanceModem()
+    idle: set[ModemRemote] = set()
+    instances = one_instance_pool(modem, idle)
+    assert await instances.acquire(ModemRemote("127.0.0.1", 1), lambda: True) is not None
+    waiters = {2: asyncio.create_task(instances.acquire(ModemRemote("127.0.0.1", 2), lambda: True))}
+    await asyncio.sleep(head_start)
+    waiters[3] = asyncio.create_task(instances.acquire(ModemRemote("127.0.0.1", 3), lambda: True))
+    await asyncio.sleep(0.01)
+
+    idle.add(ModemRemote("127.0.0.1", 1))
+    instances.exchange_finished()
+    await asyncio.wait_for(waiters.pop(winner), 2)
+    await asyncio.sleep(0.01)
+
+    assert modem.opened[-1] == ("127.0.0.1", winner)
+    (loser,) = waiters.values()
+    assert not loser.done()
+    loser.cancel()
+
+
+async def echo(stack: Stack, server: AiocoapServer, text: str) -> bytes:
+    response = await stack.coap.request(
+        Message(code=POST, uri=server.uri("/echo"), payload=text.encode()), timeout=15
+    )
+    payload: bytes = response.payload
+    return payload
+
+
+def count_free_id_queries(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    listed = stack.modem.free_instance_ids
+
+    async def counted() -> list[int]:
+        calls.append(1)
+        return await listed()
+
+    monkeypatch.setattr(stack.modem, "free_instance_ids", counted)
+    return calls
+
+
+async def test_switching_remotes_costs_a_close_and_an_open_only(
+    make_stack: StackFactory, aiocoap_servers: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = await make_stack(CoapTransportSettings(max_instances=4, ack_timeout=0.25))
+    servers = [await aiocoap_servers() for _ in range(8)]
+    queries = count_free_id_queries(stack, monkeypatch)
+
+    for round_ in range(2):
+        for index, server in enumerate(servers):
+            assert await echo(stack, server, f"{round_}/{index}") == f"{round_}/{index}".encode()
+
+    stats = stack.coap.stats()
+    assert stats.instances_opened == 16
+    assert stats.instances_closed_lru == 12
+    # The modem's free ids are listed once; the pool's own opens and closes keep count.
+    assert len(queries) == 1
+
+
+async def test_an_id_taken_behind_the_pools_back_makes_the_remote_wait_not_fail(
+    make_stack: StackFactory, aiocoap_servers: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = await make_stack(CoapTransportSettings(max_instances=4, ack_timeout=0.25))
+    servers = [await aiocoap_servers() for _ in range(4)]
+    assert await echo(stack, servers[0], "first") == b"first"
+    queries = count_free_id_queries(stack, monkeypatch)
+    # Someone else (a leftover from before a restart, say) holds one of the four ids.
+    await stack.modem.open("127.0.0.1", servers[0].port)
+
+    answers = await asyncio.gather(*(echo(stack, s, str(i)) for i, s in enumerate(servers[1:])))
+
+    assert answers == [b"0", b"1", b"2"]
+    assert stack.coap.stats().instances_open_failures == 1
+    assert len(queries) == 1  # asked again once, after the refused OPEN
+    assert stack.sim.stats.instances_open == 4
