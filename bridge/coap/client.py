@@ -178,11 +178,14 @@ class ModemCoap:
         remote = self._prepare(message, oscore)
         transport = self._require_transport()
         started = time.monotonic()
-        transport.hold(remote)
         self._requests += 1
         self._requests_in_flight += 1
+        held = False
         try:
             async with asyncio.timeout(timeout):
+                await transport.pool.take_turn(remote)
+                transport.hold(remote)
+                held = True
                 return await self._exchange(message, remote)
         except TimeoutError:
             raise self._timed_out(remote, timeout) from None
@@ -190,7 +193,8 @@ class ModemCoap:
             raise self._translate(exc, remote, started, oscore) from exc
         finally:
             self._requests_in_flight -= 1
-            transport.release(remote)
+            if held:
+                transport.release(remote)
 
     async def _exchange(self, message: Any, remote: ModemRemote) -> Any:
         """The response to `message`, sent again from scratch each time a modem reset cuts

@@ -101,6 +101,22 @@ class InstancePool:
             instance.last_used = time.monotonic()
             self._instances.move_to_end(remote)
 
+    async def take_turn(self, remote: ModemRemote) -> None:
+        """Wait, before a new request to `remote` starts, while its open instance has had
+        its turn: its queued datagrams went out and other remotes wait for room. The
+        request then goes with the remote's next batch, and the instance is free as soon
+        as what it carries is answered, instead of being held for one late request."""
+        while self._turn_over(remote):
+            changed = self._changed
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_WAIT_RECHECK):
+                    await changed.wait()
+
+    def _turn_over(self, remote: ModemRemote) -> bool:
+        if self.current(remote) is None or self._queued(remote):
+            return False
+        return any(waiting != remote for waiting in self._waiting)
+
     def exchange_finished(self) -> None:
         """Something may have become idle: remotes waiting for room look again."""
         self._signal()

@@ -136,3 +136,25 @@ async def test_an_id_taken_behind_the_pools_back_makes_the_remote_wait_not_fail(
     assert stack.coap.stats().instances_open_failures == 1
     assert len(queries) == 1  # asked again once, after the refused OPEN
     assert stack.sim.stats.instances_open == 4
+
+
+async def test_a_new_request_waits_for_the_next_turn_while_others_wait_for_room() -> None:
+    modem = OneInstanceModem()
+    idle: set[ModemRemote] = set()
+    instances = one_instance_pool(modem, idle)
+    first = ModemRemote("127.0.0.1", 1)
+    assert await instances.acquire(first, lambda: True) is not None
+    # Nobody else waits: a new request to the open remote goes at once.
+    await asyncio.wait_for(instances.take_turn(first), 1)
+
+    waiting = asyncio.create_task(instances.acquire(ModemRemote("127.0.0.1", 2), lambda: True))
+    await asyncio.sleep(0.01)
+    late = asyncio.create_task(instances.take_turn(first))
+    await asyncio.sleep(0.05)
+    assert not late.done()  # its batch went out; port 2 waits for the instance
+
+    idle.add(first)  # what the instance carried is answered: it is closed for port 2
+    instances.exchange_finished()
+    await asyncio.wait_for(waiting, 2)
+    await asyncio.wait_for(late, 2)  # and the late request joins port 1's next batch
+    assert modem.opened[-1] == ("127.0.0.1", 2)
