@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = verbs.add_parser("run", parents=[logging_options], help="run the daemon")
     run.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file")
+    run.add_argument("--trace-at", metavar="FILE", help="write the AT transcript to FILE")
 
     check = verbs.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("-c", "--config", dest="config_option", help="config file")
@@ -212,7 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb == "run":
             from bridge.service import run_daemon
 
-            return run_daemon(args.config, log_format=args.log_format, log_level=args.log_level)
+            return run_daemon(
+                args.config,
+                log_format=args.log_format,
+                log_level=args.log_level,
+                trace_at=args.trace_at,
+            )
         if args.verb == "demo":
             from bridge.tools.demo import run_demo
 
