@@ -1,7 +1,8 @@
 """Command-line entry point: `mqtt-coap-bridge <verb>`.
 
 Verbs: `run` (the daemon), `check-config`, `request` (one request over MQTT, printed
-like mosquitto_rr), `simulate` (the L610 simulator), `demo` (everything on one machine).
+like mosquitto_rr), `doctor` (check a modem step by step), `simulate` (the L610
+simulator), `demo` (everything on one machine).
 """
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds without an answer before a republish (5)",
     )
+
+    from bridge.tools.doctor import add_arguments as add_doctor_arguments
+
+    add_doctor_arguments(verbs.add_parser("doctor", help="check a modem step by step"))
 
     # Listed for --help only: main() hands `simulate ...` to the simulator's own parser.
     verbs.add_parser("simulate", help="run the L610 simulator on a pseudo-terminal (see --help)")
@@ -219,6 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log_level=args.log_level,
                 trace_at=args.trace_at,
             )
+        if args.verb == "doctor":
+            from bridge.tools.doctor import run_doctor
+
+            return run_doctor(args)
         if args.verb == "demo":
             from bridge.tools.demo import run_demo
 

@@ -97,6 +97,7 @@ class L610Dialect:
             "+CSQ": self._csq,
             "+CEREG": lambda suffix: self._registration(suffix, "+CEREG"),
             "+CGREG": lambda suffix: self._registration(suffix, "+CGREG"),
+            "+CREG": lambda suffix: self._registration(suffix, "+CREG"),
             "+MIPCALL": self._mipcall,
             "+MIPPROFILE": self._mipprofile,
         }
@@ -109,7 +110,7 @@ class L610Dialect:
     def _power_on(self) -> None:
         self.echo = True
         self.cmee = 0
-        self.registration_urc_mode = {"+CEREG": 0, "+CGREG": 0}
+        self.registration_urc_mode = {"+CEREG": 0, "+CGREG": 0, "+CREG": 0}
         self.pdp_address: str | None = None
         self.apn = ""
         self.coap.reset()
