@@ -36,7 +36,8 @@ FIRMWARES: dict[str, Firmware] = {
     firmware.name: firmware
     for firmware in (
         STANDARD,
-        # Fibocom builds that announce the SIM with their own word instead of +CPIN.
+        # Builds that announce the SIM as +SIM READY instead of +CPIN: READY (neither the
+        # manual nor RT-Thread's L610 code names this line; reported from the field).
         Firmware("sim-ready", boot_lines=("RDY", "+SIM READY")),
         # Only AT+CMEE=0|1: every SIM/network error is a number.
         Firmware("numeric-errors", cmee_max=1),
