@@ -1,7 +1,8 @@
 """Command-line entry point: `mqtt-coap-bridge <verb>`.
 
 Verbs: `run` (the daemon), `check-config`, `request` (one request over MQTT, printed
-like mosquitto_rr), `simulate` (the L610 simulator), `demo` (everything on one machine).
+like mosquitto_rr), `doctor` (check a modem step by step), `simulate` (the L610
+simulator), `demo` (everything on one machine).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = verbs.add_parser("run", parents=[logging_options], help="run the daemon")
     run.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file")
+    run.add_argument("--trace-at", metavar="FILE", help="write the AT transcript to FILE")
 
     check = verbs.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("-c", "--config", dest="config_option", help="config file")
@@ -81,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds without an answer before a republish (5)",
     )
+
+    from bridge.tools.doctor import add_arguments as add_doctor_arguments
+
+    add_doctor_arguments(verbs.add_parser("doctor", help="check a modem step by step"))
 
     # Listed for --help only: main() hands `simulate ...` to the simulator's own parser.
     verbs.add_parser("simulate", help="run the L610 simulator on a pseudo-terminal (see --help)")
@@ -212,7 +218,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb == "run":
             from bridge.service import run_daemon
 
-            return run_daemon(args.config, log_format=args.log_format, log_level=args.log_level)
+            return run_daemon(
+                args.config,
+                log_format=args.log_format,
+                log_level=args.log_level,
+                trace_at=args.trace_at,
+            )
+        if args.verb == "doctor":
+            from bridge.tools.doctor import run_doctor
+
+            return run_doctor(args)
         if args.verb == "demo":
             from bridge.tools.demo import run_demo
 

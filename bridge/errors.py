@@ -113,6 +113,11 @@ class ModemError(BridgeError, kind="modem_error"):
         super().__init__(f"modem answered {command!r} with {result!r}")
 
 
+class TranscriptError(BridgeError):
+    """The AT transcript file (`modem.trace_file`, `--trace-at`, `--trace`) cannot be
+    written."""
+
+
 class MalformedUrc(BridgeError):
     """An unsolicited line from the modem does not follow its documented form.
 

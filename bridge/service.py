@@ -121,8 +121,16 @@ def needs_restart(old: Settings, new: Settings) -> bool:
 class Daemon:
     """One bridge process: the layer stack plus signal-driven reload and stop."""
 
-    def __init__(self, config_path: str, settings: Settings, *, logging_override: bool) -> None:
+    def __init__(
+        self,
+        config_path: str,
+        settings: Settings,
+        *,
+        logging_override: bool,
+        trace_at: str | None = None,
+    ) -> None:
         self._config_path = config_path
+        self._trace_at = trace_at
         self.settings = settings
         self._logging_override = logging_override
         self._started = time.monotonic()
@@ -377,6 +385,8 @@ class Daemon:
                         modem_settings.port,
                         baudrate=modem_settings.baudrate,
                         command_timeout=modem_settings.command_timeout,
+                        trace_file=self._trace_at or modem_settings.trace_file,
+                        trace_max_bytes=modem_settings.trace_max_bytes,
                     )
                 )
                 modem = await attempt.enter_async_context(
@@ -443,7 +453,13 @@ async def _pool_follows_modem(modem: L610, front: RequestFront[Any]) -> None:
         front.health_changed()
 
 
-def run_daemon(config_path: str, *, log_format: str | None, log_level: str | None) -> int:
+def run_daemon(
+    config_path: str,
+    *,
+    log_format: str | None,
+    log_level: str | None,
+    trace_at: str | None = None,
+) -> int:
     """`mqtt-coap-bridge run`: returns the process exit status."""
     settings = load_config(config_path)
     configure_logging(
@@ -451,7 +467,10 @@ def run_daemon(config_path: str, *, log_format: str | None, log_level: str | Non
         "json" if (log_format or settings.logging.format) == "json" else "text",
     )
     daemon = Daemon(
-        config_path, settings, logging_override=log_format is not None or log_level is not None
+        config_path,
+        settings,
+        logging_override=log_format is not None or log_level is not None,
+        trace_at=trace_at,
     )
     log.info("starting mqtt-coap-bridge with %s", config_path)
     try:

@@ -21,6 +21,7 @@ from bridge.at.framer import DEFAULT_MAX_LINE
 from bridge.at.port import LinePort
 from bridge.at.results import FinalResult, parse_final_result
 from bridge.at.stats import AtStats
+from bridge.at.trace import DEFAULT_MAX_BYTES
 from bridge.at.transport import SerialConnection
 from bridge.errors import AtTimeout, ModemError, PortLost
 
@@ -71,6 +72,8 @@ class AtEngine(LinePort):
         reconnect_initial: float = 0.2,
         reconnect_max: float = 5.0,
         max_line: int = DEFAULT_MAX_LINE,
+        trace_file: str | None = None,
+        trace_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         super().__init__(
             url,
@@ -78,6 +81,8 @@ class AtEngine(LinePort):
             reconnect_initial=reconnect_initial,
             reconnect_max=reconnect_max,
             max_line=max_line,
+            trace_file=trace_file,
+            trace_max_bytes=trace_max_bytes,
         )
         self._command_timeout = command_timeout
         self._urc_handlers: list[tuple[str, UrcHandler]] = []
@@ -92,7 +97,13 @@ class AtEngine(LinePort):
     # -- lifetime --------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        await self._open()
+        self._start_trace()
+        try:
+            await self._open()
+        except BaseException:
+            if self.trace is not None:
+                self.trace.close()
+            raise
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         self._supervisor = self._tasks.create_task(self._reconnect_forever())
@@ -110,6 +121,8 @@ class AtEngine(LinePort):
         finally:
             await self._drop_connection()
             self._connected.clear()
+            if self.trace is not None:
+                self.trace.close()
 
     # -- registration ----------------------------------------------------------------------
 
@@ -188,6 +201,8 @@ class AtEngine(LinePort):
         data = pending.command.encode() + b"\r"
         self.stats.commands += 1
         self.stats.bytes_written += len(data)
+        if self.trace is not None:
+            self.trace.sent(pending.command)
         # A failing write reports the port lost from inside this call: _fail_all then
         # settles this command and the queue.
         connection.write(data)

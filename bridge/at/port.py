@@ -19,9 +19,10 @@ import serial
 
 from bridge.at.framer import Line, LineFramer
 from bridge.at.stats import AtStats
+from bridge.at.trace import DEFAULT_MAX_BYTES, Transcript
 from bridge.at.transport import SerialConnection, open_serial
 from bridge.backoff import Backoff
-from bridge.errors import PortLost
+from bridge.errors import PortLost, TranscriptError
 
 __all__ = ["ConnectionHandler", "LinePort"]
 
@@ -41,6 +42,8 @@ class LinePort(ABC):
         reconnect_initial: float,
         reconnect_max: float,
         max_line: int,
+        trace_file: str | None = None,
+        trace_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.port = url
         self.stats = AtStats()
@@ -54,6 +57,9 @@ class LinePort(ABC):
         self._lost = asyncio.Event()
         self._closing = False
         self._opened_at = 0.0
+        self.trace = (
+            None if not trace_file else Transcript(trace_file, port=url, max_bytes=trace_max_bytes)
+        )
 
     def add_connection_handler(self, handler: ConnectionHandler) -> None:
         """Call `handler(False)` when the port is lost and `handler(True)` once re-opened."""
@@ -68,6 +74,17 @@ class LinePort(ABC):
         if self._closing:
             raise PortLost(f"AT engine on {self.port} is closed")
         await self._connected.wait()
+
+    def _start_trace(self) -> None:
+        if self.trace is None:
+            return
+        try:
+            self.trace.open()
+        except OSError as exc:
+            raise TranscriptError(
+                f"cannot write the AT transcript {self.trace.path} of {self.port}: {exc}; "
+                "check the path and its directory's permissions"
+            ) from exc
 
     # -- for the subclass ------------------------------------------------------------------
 
@@ -90,11 +107,16 @@ class LinePort(ABC):
             return
         self.stats.bytes_read += len(data)
         dispatch = self._dispatch
+        trace = self.trace
         for event in self._framer.feed(data):
             if isinstance(event, Line):
+                if trace is not None:
+                    trace.received(event.text)
                 dispatch(event.text)
             else:
                 self.stats.overflows += 1
+                if trace is not None:
+                    trace.event(f"overlong line dropped ({event.dropped} bytes)")
                 log.warning(
                     "AT port %s: dropped an overlong line (%d bytes > %d)",
                     self.port,
@@ -123,11 +145,15 @@ class LinePort(ABC):
         self._opened_at = time.monotonic()
         self._lost.clear()
         self._connected.set()
+        if self.trace is not None:
+            self.trace.event(f"port opened at {self._baudrate} baud")
 
     def _on_port_lost(self, connection: SerialConnection, exc: BaseException) -> None:
         if connection is not self._connection or self._closing:
             return
         log.warning("AT port %s lost: %s", self.port, exc)
+        if self.trace is not None:
+            self.trace.event(f"port lost: {exc}")
         self._connected.clear()
         self._port_lost(PortLost(f"modem port {self.port} was lost: {exc}"))
         self._lost.set()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bridge.at.cme import CME_ERRORS
+
 __all__ = ["CME_ERRORS", "FinalResult", "parse_final_result"]
 
 
@@ -27,37 +29,6 @@ class FinalResult:
     message: str
 
 
-# The 3GPP TS 27.007 §9.2.1 codes a modem driver meets in practice; used to fill the
-# number in text mode (AT+CMEE=2) and the words in numeric mode (AT+CMEE=1).
-CME_ERRORS: dict[int, str] = {
-    0: "phone failure",
-    1: "no connection to phone",
-    3: "operation not allowed",
-    4: "operation not supported",
-    5: "PH-SIM PIN required",
-    10: "SIM not inserted",
-    11: "SIM PIN required",
-    12: "SIM PUK required",
-    13: "SIM failure",
-    14: "SIM busy",
-    15: "SIM wrong",
-    16: "incorrect password",
-    17: "SIM PIN2 required",
-    18: "SIM PUK2 required",
-    20: "memory full",
-    21: "invalid index",
-    22: "not found",
-    23: "memory failure",
-    24: "text string too long",
-    25: "invalid characters in text string",
-    26: "dial string too long",
-    27: "invalid characters in dial string",
-    30: "no network service",
-    31: "network timeout",
-    32: "network not allowed - emergency calls only",
-    50: "incorrect parameters",
-    100: "unknown",
-}
 _CME_CODES: dict[str, int] = {words.lower(): code for code, words in CME_ERRORS.items()}
 
 _PLAIN: dict[str, FinalResult] = {

@@ -80,6 +80,14 @@ class ModemSettings(_Section):
     registration_timeout: Seconds = 60.0
     max_instances: int = Field(default=4, ge=1)
     instance_idle_close: Seconds = 300.0
+    # The AT transcript (docs/transcripts.md): "" writes none.
+    trace_file: str = ""
+    trace_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+    @field_validator("trace_file")
+    @classmethod
+    def _trace_path(cls, value: str, info: ValidationInfo) -> str:
+        return _resolve_path(value, info) if value else value
 
 
 class TlsSection(TlsSettings):

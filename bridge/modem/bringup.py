@@ -1,7 +1,7 @@
 """The L610 bring-up sequence: from "a port that may hold a modem" to "ready for CoAP".
 
-`BringUp.run()` pings, turns echo off and verbose errors on, reads the identity, checks
-SIM, signal and registration, activates the PDP context if needed, and returns the
+`BringUp.run()` pings, turns echo off and verbose (else numeric) errors on, reads the
+identity, checks SIM, signal and registration, activates the PDP context if needed, and returns the
 `ModemIdentity`, or raises `ModemUnavailable` saying what to check.
 """
 
@@ -66,11 +66,13 @@ class BringUp:
         self._ping_timeout = min(ping_timeout, command_timeout)
         self._poll_interval = poll_interval
         self._pdp_urc: asyncio.Future[str] | None = None
+        # The AT+CMEE mode the last pass set: the supervisor checks the modem kept it.
+        self.error_mode = 2
 
     async def run(self) -> ModemIdentity:
         await self._ping()
         await self._command("ATE0")
-        await self._command("AT+CMEE=2")
+        self.error_mode = await self._error_reporting()
         model = parse_identity(await self._command("AT+CGMM"), "+CGMM:")
         firmware = parse_identity(await self._command("AT+CGMR"), "+CGMR:")
         imei = parse_identity(await self._command("AT+CGSN"), "+CGSN:")
@@ -90,6 +92,17 @@ class BringUp:
 
     async def _command(self, command: str) -> list[str]:
         return await self._at.command(command, timeout=self._command_timeout)
+
+    async def _error_reporting(self) -> int:
+        """Errors in words (mode 2), or numbers on firmware that only has modes 0-1;
+        `bridge.at.results` adds the words to numbers."""
+        try:
+            await self._command("AT+CMEE=2")
+        except ModemError:
+            await self._command("AT+CMEE=1")
+            logger.info("modem on %s has no verbose errors; using AT+CMEE=1", self._at.port)
+            return 1
+        return 2
 
     async def _ping(self) -> None:
         for _ in range(self._ping_tries):

@@ -36,6 +36,7 @@ class ModemHealth:
     ip: str | None
     resets: int
     malformed_urcs: int
+    unknown_lines: int
     datagrams_in: int
     generation: int
     state: str
@@ -53,6 +54,7 @@ class ModemHealth:
             self,
             resets=self.resets + earlier.resets,
             malformed_urcs=self.malformed_urcs + earlier.malformed_urcs,
+            unknown_lines=self.unknown_lines + earlier.unknown_lines,
             datagrams_in=self.datagrams_in + earlier.datagrams_in,
         )
 
@@ -65,10 +67,12 @@ class ModemCounters:
     resets: int = 0
     malformed_urcs: int = 0
     datagrams_in: int = 0
+    unknown_lines: int = 0
 
     def plus(self, health: ModemHealth) -> ModemCounters:
         return ModemCounters(
             self.resets + health.resets,
             self.malformed_urcs + health.malformed_urcs,
             self.datagrams_in + health.datagrams_in,
+            self.unknown_lines + health.unknown_lines,
         )

@@ -33,15 +33,12 @@ from bridge.modem.codec import (
 )
 from bridge.modem.health import ModemHealth, ModemIdentity
 from bridge.modem.supervisor import ModemSupervisor
+from bridge.modem.unsolicited import BOOT_PREFIXES, Unsolicited, classify
 
 logger = logging.getLogger(__name__)
 
 DatagramHandler = Callable[[Datagram], None]
 ResetListener = Callable[[], None]
-
-# Lines a booting L610 prints on its own; any of them outside a reply means it restarted.
-_BOOT_LINES = frozenset({"RDY", "+CFUN: 1"})
-_BOOT_PREFIXES = ("+CPIN:", "+CFUN:")
 
 
 class L610:
@@ -89,6 +86,7 @@ class L610:
         self._generation = 0
         self._resets = 0
         self._malformed_urcs = 0
+        self._unknown_lines = 0
         self._datagrams_in = 0
         self._echoes_at_ready = 0
         self._datagram_handler: DatagramHandler | None = None
@@ -104,7 +102,7 @@ class L610:
         at.add_urc_handler(COAP_DATA_PREFIX, self._on_coap_data)
         at.add_urc_handler(COAP_CLOSE_PREFIX, self._on_close_confirmation)
         at.add_urc_handler(MIPCALL_PREFIX, self._on_pdp_urc)
-        for prefix in _BOOT_PREFIXES:
+        for prefix in BOOT_PREFIXES:
             at.add_urc_handler(prefix, self._on_boot_line)
         at.add_unsolicited_handler(self._on_unsolicited)
         at.add_connection_handler(self._on_connection)
@@ -167,6 +165,7 @@ class L610:
             ip=identity.ip if self._ready else None,
             resets=self._resets,
             malformed_urcs=self._malformed_urcs,
+            unknown_lines=self._unknown_lines,
             datagrams_in=self._datagrams_in,
             generation=self._generation,
             state=self._state,
@@ -318,10 +317,21 @@ class L610:
         self.declare_lost(f"modem restarted ({line!r}); bring-up pending")
 
     def _on_unsolicited(self, line: str) -> None:
-        if line.strip() in _BOOT_LINES:
+        kind = classify(line)
+        if kind is Unsolicited.BOOT:
             self._on_boot_line(line.strip())
+        elif kind is Unsolicited.UNKNOWN and not self._closed:
+            self._unknown_lines += 1
+            # Firmware may repeat its own URCs forever: the first one is worth a line.
+            log = logger.info if self._unknown_lines == 1 else logger.debug
+            log(
+                "ignored unknown line %r on %s (unknown_lines=%d)",
+                line[:80],
+                self.port,
+                self._unknown_lines,
+            )
         elif not self._closed:
-            logger.debug("ignored unsolicited line %r on %s", line[:80], self.port)
+            logger.debug("ignored late result %r on %s", line[:80], self.port)
 
     def _on_connection(self, connected: bool) -> None:
         if self._closed:

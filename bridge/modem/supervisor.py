@@ -160,7 +160,8 @@ class ModemSupervisor:
             logger.warning("health probe failed on %s: %s", self._at.port, exc)
             return
         self._probe_timeouts = 0
-        if not any(line.replace(" ", "") == "+CMEE:2" for line in cmee):
+        expected = f"+CMEE:{self._bring_up.error_mode}"
+        if not any(line.replace(" ", "") == expected for line in cmee):
             driver.declare_lost(
                 f"modem lost its settings (AT+CMEE? answered {cmee!r}): it restarted"
             )

@@ -15,6 +15,7 @@ import signal
 import sys
 
 from bridge.simulator.control import ControlServer
+from bridge.simulator.firmware import FIRMWARES
 from bridge.simulator.simulator import L610Simulator
 
 # One socket per instance must fit under select()'s descriptor limit of 1024.
@@ -42,6 +43,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--register-after", type=float, default=0.0, help="seconds until registered"
     )
+    parser.add_argument(
+        "--firmware",
+        choices=sorted(FIRMWARES),
+        default="standard",
+        help="firmware variant (see the simulator's README)",
+    )
+    parser.add_argument(
+        "--boot-line",
+        action="append",
+        default=[],
+        metavar="LINE",
+        help="an unknown line printed after the boot lines (repeatable)",
+    )
     parser.add_argument("--log-level", default="WARNING", help="stderr log level")
     return parser
 
@@ -68,6 +82,7 @@ def run(argv: list[str]) -> int:
             seed=args.seed,
             sim_inserted=not args.no_sim,
             register_after=args.register_after,
+            firmware=FIRMWARES[args.firmware].with_extra_boot_lines(tuple(args.boot_line)),
         )
     except ValueError as exc:
         print(f"simulate: {exc}", file=sys.stderr)

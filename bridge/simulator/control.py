@@ -8,6 +8,9 @@ order, on the same connection (one connection may carry many requests):
   pty, after a reset) `seconds` later; answered at once.
 - `{"cmd": "garbage", "hex": "0d0a41", "chunk_size": 3, "chunk_delay": 0.01}`: raw
   bytes written to the host; `chunk_size`/`chunk_delay` optional (split writes).
+- `{"cmd": "urc", "line": "+EUSIM: 1"}`: `line` written as the modem frames a URC.
+- `{"cmd": "drop_pdp"}`: the network releases the PDP context (`+MIPCALL: 0`, every
+  instance gone).
 - `{"cmd": "swallow_final"}`: the next final result code is not written.
 - `{"cmd": "urc_mid_reply", "line": "+GTCOAPDATA: 1,1,00"}`: `line` is written after
   the first info line of the next reply that has one.
@@ -109,6 +112,10 @@ class ControlServer:
                 chunk_size=None if chunk_size is None else int(chunk_size),
                 chunk_delay=float(request.get("chunk_delay", 0.0)),
             )
+        elif command == "urc":
+            sim.urc(str(request["line"]))
+        elif command == "drop_pdp":
+            sim.drop_pdp()
         elif command == "swallow_final":
             sim.swallow_next_final()
         elif command == "urc_mid_reply":
@@ -161,6 +168,12 @@ class SimulatorControl:
 
     def garbage(self, data: bytes, chunk_size: int | None = None, chunk_delay: float = 0.0) -> None:
         self.request("garbage", hex=data.hex(), chunk_size=chunk_size, chunk_delay=chunk_delay)
+
+    def urc(self, line: str) -> None:
+        self.request("urc", line=line)
+
+    def drop_pdp(self) -> None:
+        self.request("drop_pdp")
 
     def swallow_final(self) -> None:
         self.request("swallow_final")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bridge.simulator.dialect import MAX_LINE
+from bridge.simulator.replies import MAX_LINE
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ import socket
 from collections import deque
 from collections.abc import Callable
 
-from bridge.simulator.dialect import is_ipv4_literal
+from bridge.simulator.gtcoap import is_ipv4_literal
 
 logger = logging.getLogger(__name__)
 

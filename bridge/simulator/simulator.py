@@ -24,8 +24,10 @@ from bridge.simulator.dialect import (
     CloseInstance,
     L610Dialect,
     OpenInstance,
+    Output,
     SendDatagram,
 )
+from bridge.simulator.firmware import STANDARD, Firmware
 from bridge.simulator.lines import CommandSplitter, LineTooLong
 from bridge.simulator.network import DelayLine, InstanceProtocol, resolve_ipv4
 from bridge.simulator.pacing import baud_to_bytes_per_second
@@ -52,6 +54,7 @@ class L610Simulator:
     loss: probability of losing each datagram, each direction, drawn from `seed`.
     sim_inserted=False: AT+CPIN? answers SIM error 10. register_after: seconds after
     power-on before AT+CEREG?/AT+CGREG? report registered (stat 2 "searching" until then).
+    firmware: the build's variant (`bridge.simulator.firmware.FIRMWARES`).
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class L610Simulator:
         sim_inserted: bool = True,
         register_after: float = 0.0,
         rssi: int = 24,
+        firmware: Firmware = STANDARD,
     ) -> None:
         if baud is not None and baud <= 0:
             raise ValueError(f"baud must be positive, got {baud}")
@@ -84,6 +88,7 @@ class L610Simulator:
             sim_inserted=sim_inserted,
             register_after=register_after,
             rssi=rssi,
+            firmware=firmware,
         )
         self._counters = Counters()
         self._splitter = CommandSplitter()
@@ -213,6 +218,15 @@ class L610Simulator:
         chunks = deque(data[i : i + chunk_size] for i in range(0, len(data), chunk_size))
         self._write_chunks(chunks, chunk_delay)
 
+    def urc(self, line: str) -> None:
+        """Write `line` as the modem frames an unsolicited line (an unknown URC, say)."""
+        self._counters.urcs += 1
+        self._write(f"\r\n{line}\r\n".encode())
+
+    def drop_pdp(self) -> None:
+        """The network releases the PDP context: `+MIPCALL: 0`, every instance gone."""
+        self._perform(self._dialect.drop_context())
+
     def swallow_next_final(self) -> None:
         """The next final result code (OK, ERROR, +CME ERROR) is never written."""
         self._dialect.swallow_next_final()
@@ -286,15 +300,18 @@ class L610Simulator:
                 logger.debug("command line too long (%d bytes)", event.dropped)
                 self._write(self._dialect.line_too_long())
                 continue
-            for item in self._dialect.handle(event):
-                if isinstance(item, bytes):
-                    self._write(item)
-                elif isinstance(item, SendDatagram):
-                    self._send(item)
-                elif isinstance(item, CloseInstance):
-                    self._close_instance(item.coap_id)
-                else:
-                    self._start_open(item)
+            self._perform(self._dialect.handle(event))
+
+    def _perform(self, outputs: list[Output]) -> None:
+        for item in outputs:
+            if isinstance(item, bytes):
+                self._write(item)
+            elif isinstance(item, SendDatagram):
+                self._send(item)
+            elif isinstance(item, CloseInstance):
+                self._close_instance(item.coap_id)
+            else:
+                self._start_open(item)
 
     def _start_open(self, request: OpenInstance) -> None:
         if self._port is not None:
