@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.pty import write_all
+
 
 class PtyModem:
     """The master side of a real pty, reachable by the engine at the stable path `link`.
@@ -50,6 +52,9 @@ class PtyModem:
         os.close(self._master)
         os.close(self._slave)
         self._master = self._slave = -1
+        # As a USB modem's node goes away: a link left pointing at the closed pty could
+        # meanwhile resolve to a new pty of another process that got the same number.
+        self.link.unlink()
 
     def _readable(self) -> None:
         try:
@@ -83,18 +88,7 @@ class PtyModem:
 
     async def send_bulk(self, data: bytes) -> None:
         """Write any amount, waiting for the engine to drain the pty as needed."""
-        view = memoryview(data)
-        loop = asyncio.get_running_loop()
-        while view:
-            try:
-                view = view[os.write(self._master, view) :]
-            except BlockingIOError:
-                writable = loop.create_future()
-                loop.add_writer(self._master, writable.set_result, None)
-                try:
-                    await writable
-                finally:
-                    loop.remove_writer(self._master)
+        await write_all(self._master, data)
 
 
 @pytest.fixture
