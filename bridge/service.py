@@ -17,13 +17,13 @@ from collections.abc import Awaitable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bridge.at.engine import AtEngine
 from bridge.backoff import Backoff
 from bridge.coap import CoapTransportSettings, ModemCoap
 from bridge.coap.oscore import SecurityContexts
-from bridge.config import Settings, load_config, load_password
+from bridge.config import ModemSettings, Settings, load_config, load_password
 from bridge.errors import BridgeError, ConfigError
 from bridge.mapping import CoapRequests, unsolicited_to_json
 from bridge.modem.health import ModemCounters
@@ -36,6 +36,8 @@ from bridge.ops.logs import MIN_MASKED_LENGTH, configure_logging, register_secre
 from bridge.ops.metrics import BridgeMetrics, MetricsServer
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 MODEM_RETRY_INITIAL = 1.0
 MODEM_RETRY_MAX = 60.0
@@ -374,36 +376,28 @@ class Daemon:
         self._modem = None
 
     async def _bring_up_modem(self, stack: AsyncExitStack, settings: Settings) -> L610 | None:
-        """The modem, brought up; retried with backoff until it works or a stop comes."""
+        """The modem, brought up; retried with backoff. None if a stop or restart came first.
+
+        A stop or a reload that restarts the layers cuts every wait here at once, the
+        registration wait included: the next stack starts over with the new settings."""
         modem_settings = settings.modem
         backoff = Backoff(MODEM_RETRY_INITIAL, MODEM_RETRY_MAX)
-        while not self._stop.is_set():
+        while True:
             attempt = AsyncExitStack()
-            try:
-                engine = await attempt.enter_async_context(
-                    AtEngine(
-                        modem_settings.port,
-                        baudrate=modem_settings.baudrate,
-                        command_timeout=modem_settings.command_timeout,
-                        trace_file=self._trace_at or modem_settings.trace_file,
-                        trace_max_bytes=modem_settings.trace_max_bytes,
-                    )
-                )
-                modem = await attempt.enter_async_context(
-                    L610(
-                        engine,
-                        apn=modem_settings.apn,
-                        command_timeout=modem_settings.command_timeout,
-                        registration_timeout=modem_settings.registration_timeout,
-                    )
-                )
-            except BridgeError as exc:
+            outcome: list[L610 | BridgeError] = []
+            await self._wait_either(_capture(self._open_modem(attempt, modem_settings), outcome))
+            modem = outcome[0] if outcome else None
+            if not isinstance(modem, L610):
                 await attempt.aclose()
+            if isinstance(modem, BridgeError):
                 delay = backoff.next()
-                log.warning("modem not usable: %s; retrying in %.1f s", exc, delay)
-                sdnotify.status(f"waiting for the modem: {exc}")
-                await self._wait_either(asyncio.sleep(delay))
-                continue
+                log.warning("modem not usable: %s; retrying in %.1f s", modem, delay)
+                sdnotify.status(f"waiting for the modem: {modem}")
+                if await self._wait_either(asyncio.sleep(delay)):
+                    continue
+                return None
+            if modem is None:
+                return None
             stack.push_async_exit(attempt)
             stack.callback(self._modem_ended, modem)
             self._modem = modem
@@ -417,7 +411,25 @@ class Daemon:
                 health.rssi_dbm,
             )
             return modem
-        return None
+
+    async def _open_modem(self, attempt: AsyncExitStack, modem_settings: ModemSettings) -> L610:
+        engine = await attempt.enter_async_context(
+            AtEngine(
+                modem_settings.port,
+                baudrate=modem_settings.baudrate,
+                command_timeout=modem_settings.command_timeout,
+                trace_file=self._trace_at or modem_settings.trace_file,
+                trace_max_bytes=modem_settings.trace_max_bytes,
+            )
+        )
+        return await attempt.enter_async_context(
+            L610(
+                engine,
+                apn=modem_settings.apn,
+                command_timeout=modem_settings.command_timeout,
+                registration_timeout=modem_settings.registration_timeout,
+            )
+        )
 
     async def _wait_either(self, awaitable: Awaitable[object]) -> bool:
         """Await `awaitable` unless a stop or restart comes first; True if it finished."""
@@ -438,6 +450,14 @@ class Daemon:
             for task in tasks:
                 task.cancel()
         return finished
+
+
+async def _capture(awaitable: Awaitable[_T], into: list[_T | BridgeError]) -> None:
+    """Await `awaitable` into `into`, its BridgeError too (an interrupt leaves it empty)."""
+    try:
+        into.append(await awaitable)
+    except BridgeError as exc:
+        into.append(exc)
 
 
 async def _pool_follows_modem(modem: L610, front: RequestFront[Any]) -> None:
