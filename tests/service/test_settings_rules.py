@@ -11,8 +11,8 @@ import pytest
 
 from bridge.config import MqttProtocol, Settings
 from bridge.errors import ConfigError
+from bridge.layer_settings import client_settings, needs_restart
 from bridge.ops.logs import redact
-from bridge.service import client_settings, needs_restart
 from tests.fixtures.mosquitto import TlsFiles
 
 
