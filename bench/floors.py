@@ -34,7 +34,7 @@ from paho.mqtt.properties import Properties
 from bench.coap_server import APPLICATION_JSON, SMALL_BODY
 from bench.stack import Child, StackError, cpu_seconds
 from bridge.coap import ModemCoap
-from bridge.modem.codec import Datagram
+from bridge.modem.driver import Datagram
 
 REQUEST_TOPIC = "floor/request"
 ANSWER_TOPIC = "floor/answer"
@@ -149,11 +149,13 @@ def _drive_echo(port: int, count: int, in_flight: int) -> None:
 
 
 class _AnsweringModem:
-    """A `CoapModem` whose every datagram is answered at once with the bench's body."""
+    """A `ModemDriver` whose every datagram is answered at once with the bench's body."""
 
     generation = 1
     ready = True
     port = "floor"
+    max_datagram = 512
+    block_size_exp = 4
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -94,6 +94,12 @@ class AtEngine(LinePort):
         self._tasks: asyncio.TaskGroup | None = None
         self._supervisor: asyncio.Task[None] | None = None
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of the commands waiting for the line, the one on it included."""
+        waiting = sum(len(pending.command) for pending in self._queue)
+        return waiting + (len(self._pending.command) if self._pending is not None else 0)
+
     # -- lifetime --------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:

@@ -24,12 +24,11 @@ from aiocoap.numbers.constants import TransportTuning
 from aiocoap.protocol import Context
 from aiocoap.tokenmanager import TokenManager
 
-from bridge.coap.limits import check_request_fits
+from bridge.coap.limits import ModemLimits, check_request_fits
 from bridge.coap.messages import PipeliningMessageManager
-from bridge.coap.modem_port import CoapModem
 from bridge.coap.observation import Observation
 from bridge.coap.oscore import OscoreTransport, SecurityContexts, security_error
-from bridge.coap.remote import BLOCK_SIZE, ModemRemote, remote_of
+from bridge.coap.remote import ModemRemote, remote_of
 from bridge.coap.stats import CoapStats
 from bridge.coap.transport import LostInReset, ModemMessageInterface, TransportFailure
 from bridge.errors import (
@@ -42,6 +41,7 @@ from bridge.errors import (
     ModemError,
     ModemUnavailable,
 )
+from bridge.modem.driver import ModemDriver
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +92,13 @@ class ModemCoap:
 
     def __init__(
         self,
-        modem: CoapModem,
+        modem: ModemDriver,
         settings: CoapTransportSettings | None = None,
         *,
         oscore: SecurityContexts | None = None,
     ) -> None:
         self._modem = modem
+        self._limits = ModemLimits(modem.max_datagram, modem.block_size_exp)
         self._settings = settings or CoapTransportSettings()
         self._oscore = oscore or SecurityContexts({})
         self._tuning = self._settings.transport_tuning()
@@ -218,7 +219,9 @@ class ModemCoap:
                     "modem reset while waiting for %s; sending the request again", remote.label
                 )
             else:
-                if self._modem.generation == generation or not _cut_by_reset(message, response):
+                if self._modem.generation == generation or not self._cut_by_reset(
+                    message, response
+                ):
                     return response
                 if message.code not in _IDEMPOTENT:
                     raise ModemUnavailable(
@@ -283,7 +286,7 @@ class ModemCoap:
         if message.remote is None and not message.opt.uri_host:
             raise InvalidRequest("CoAP request has no URI (no host to send it to)")
         try:
-            remote = remote_of(message)
+            remote = remote_of(message, self._limits.block_size_exp)
         except ValueError as exc:
             raise InvalidRequest(f"CoAP request has no usable host: {exc}") from None
         if remote is None:
@@ -291,7 +294,7 @@ class ModemCoap:
                 f"only coap:// URIs go through the modem, not {message.requested_scheme}://"
             )
         overhead = 0 if oscore is None else self._oscore.readdress(message, remote, oscore)
-        check_request_fits(message, remote.label, overhead=overhead)
+        check_request_fits(message, remote.label, self._limits, overhead=overhead)
         # A message still carrying aiocoap's default parameters gets ours.
         if type(message.transport_tuning) is TransportTuning:
             message.transport_tuning = self._tuning
@@ -353,21 +356,21 @@ class ModemCoap:
         # Straight to the message layer: aiocoap's token layer would pick a new token.
         self._mman.send_message(deregistration, lambda: None)
 
+    def _cut_by_reset(self, message: Any, response: Any) -> bool:
+        """Whether a response that arrived after a modem reset answers only part of a transfer.
+
+        The reopened instance has a new source port. A server then answers the next Block2
+        request 4.08 Request Entity Incomplete (RFC 7959 §2.9.2); for Block1 the blocks
+        sent before the reset belong to another endpoint, and servers answer anything from
+        4.08 to 5.00 or even 2.04 for the tail alone: a Block1 upload never counts.
+        """
+        incomplete = response.code == Code.REQUEST_ENTITY_INCOMPLETE
+        return incomplete or len(message.payload) > self._limits.block_size
+
     def _observation_ended(self, observation: Observation) -> None:
         self._observations.discard(observation)
         if self._transport is not None:
             self._transport.release(observation.remote)
-
-
-def _cut_by_reset(message: Any, response: Any) -> bool:
-    """Whether a response that arrived after a modem reset answers only part of a transfer.
-
-    The reopened instance has a new source port. A server then answers the next Block2
-    request 4.08 Request Entity Incomplete (RFC 7959 §2.9.2); for Block1 the blocks
-    sent before the reset belong to another endpoint, and servers answer anything from
-    4.08 to 5.00 or even 2.04 for the tail alone: a Block1 upload never counts.
-    """
-    return response.code == Code.REQUEST_ENTITY_INCOMPLETE or len(message.payload) > BLOCK_SIZE
 
 
 def _fresh_copy(message: Any) -> Any:

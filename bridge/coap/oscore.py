@@ -34,7 +34,7 @@ from aiocoap import oscore
 from aiocoap.transports.oscore import OSCOREAddress, TransportOSCORE
 
 from bridge.coap.limits import add_early_block2
-from bridge.coap.remote import BLOCK_SIZE, BLOCK_SIZE_EXP, ModemRemote
+from bridge.coap.remote import ModemRemote
 from bridge.coap.transport import Spawn
 from bridge.errors import SecurityError
 from bridge.ops.logs import register_secret
@@ -51,8 +51,13 @@ _CURRENT_PIPE: ContextVar[Any] = ContextVar("oscore_pipe")
 class OscoreRemote(OSCOREAddress):
     """A protected exchange with a `ModemRemote`, in inner blocks of one datagram each."""
 
-    maximum_block_size_exp = BLOCK_SIZE_EXP
-    maximum_payload_size = BLOCK_SIZE
+    @property
+    def maximum_block_size_exp(self) -> int:
+        return int(self.underlying_address.maximum_block_size_exp)
+
+    @property
+    def maximum_payload_size(self) -> int:
+        return int(self.underlying_address.maximum_payload_size)
 
 
 def protection_overhead(context: Any) -> int:
@@ -260,7 +265,7 @@ class OscoreTransport(TransportOSCORE):
 
     def request(self, request: Any) -> None:
         # RFC 7959 §2.4 inside the protection: the server's blocks fit one datagram.
-        add_early_block2(request.request)
+        add_early_block2(request.request, request.request.remote.maximum_block_size_exp)
         # At shutdown the token manager fails every outer request, which ends the task.
         task = self._spawn(self._protected_exchange(request))
         request.on_interest_end(task.cancel)

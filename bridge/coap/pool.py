@@ -17,10 +17,10 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bridge.coap.modem_port import CoapModem
 from bridge.coap.remote import ModemRemote
 from bridge.coap.stats import CoapStats
 from bridge.errors import BridgeError, ModemError
+from bridge.modem.driver import ModemDriver
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Instance:
 class InstancePool:
     def __init__(
         self,
-        modem: CoapModem,
+        modem: ModemDriver,
         *,
         max_instances: int,
         idle_close: float,

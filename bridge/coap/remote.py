@@ -15,11 +15,6 @@ from aiocoap import interfaces
 from aiocoap.numbers import COAP_PORT
 from aiocoap.util import hostportjoin, hostportsplit
 
-# 2**(4+4) = 256-byte blocks: a block plus header, token and options stays well under
-# the modem's 512-byte datagram limit, which szx 5 (512-byte payloads) cannot.
-BLOCK_SIZE_EXP = 4
-BLOCK_SIZE = 1 << (BLOCK_SIZE_EXP + 4)
-
 
 class ModemRemote(interfaces.EndpointAddress):
     """A CoAP server at (host, port), reached through one of the modem's instances.
@@ -31,15 +26,23 @@ class ModemRemote(interfaces.EndpointAddress):
     is_multicast: ClassVar[bool] = False
     is_multicast_locally: ClassVar[bool] = False
     scheme: ClassVar[str] = "coap"
-    # Read by aiocoap's BlockwiseRequest for Block1 and for the Block2 follow-ups.
-    maximum_block_size_exp: ClassVar[int] = BLOCK_SIZE_EXP
-    # Only consulted for BERT (szx 7), which we never negotiate; kept consistent anyway.
-    maximum_payload_size: ClassVar[int] = BLOCK_SIZE
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, block_size_exp: int) -> None:
         self.host = host
         self.port = port
+        self._block_size_exp = block_size_exp
         self._hash = hash((ModemRemote, host, port))
+
+    @property
+    def maximum_block_size_exp(self) -> int:
+        """The driver's block size: aiocoap's BlockwiseRequest reads it for Block1 and
+        for the Block2 follow-ups."""
+        return self._block_size_exp
+
+    @property
+    def maximum_payload_size(self) -> int:
+        # Only consulted for BERT (szx 7), which we never negotiate; kept consistent anyway.
+        return 1 << (self._block_size_exp + 4)
 
     def __eq__(self, other: object) -> bool:
         # Compared on every token/exchange lookup: the common case is the same object.
@@ -85,11 +88,11 @@ class ModemRemote(interfaces.EndpointAddress):
 # one of a few servers: splitting its "host:port" (urllib) and building the remote cost
 # more than the rest of routing it. Remotes compare by value, so sharing one is safe.
 # Bounded: a bridge that talks to more servers than this starts over.
-_REMOTES_BY_HOSTINFO: dict[str, ModemRemote] = {}
+_REMOTES_BY_HOSTINFO: dict[tuple[str, int], ModemRemote] = {}
 _MAX_KNOWN_HOSTINFOS = 1024
 
 
-def remote_of(message: Any) -> ModemRemote | None:
+def remote_of(message: Any, block_size_exp: int) -> ModemRemote | None:
     """The remote a request message is addressed to, or None if it is not plain `coap`.
 
     Mirrors aiocoap's own UDP transports: the URI authority (`unresolved_remote`) wins,
@@ -102,17 +105,18 @@ def remote_of(message: Any) -> ModemRemote | None:
         return None
     hostinfo = getattr(remote, "hostinfo", None)
     if hostinfo:
-        known = _REMOTES_BY_HOSTINFO.get(hostinfo)
+        key = (hostinfo, block_size_exp)
+        known = _REMOTES_BY_HOSTINFO.get(key)
         if known is not None:
             return known
         host, port = hostportsplit(hostinfo)
-        known = ModemRemote(str(host), int(port or COAP_PORT))
+        known = ModemRemote(str(host), int(port or COAP_PORT), block_size_exp)
         if len(_REMOTES_BY_HOSTINFO) >= _MAX_KNOWN_HOSTINFOS:
             _REMOTES_BY_HOSTINFO.clear()
-        _REMOTES_BY_HOSTINFO[hostinfo] = known
+        _REMOTES_BY_HOSTINFO[key] = known
         return known
     if message.opt.uri_host:
         host, port = message.opt.uri_host, message.opt.uri_port
     else:
         raise ValueError("request names no host: neither a URI authority nor Uri-Host")
-    return ModemRemote(str(host), int(port or COAP_PORT))
+    return ModemRemote(str(host), int(port or COAP_PORT), block_size_exp)

@@ -23,9 +23,8 @@ from aiocoap import interfaces
 from aiocoap.message import Message
 from aiocoap.numbers.types import CON
 
-from bridge.coap.limits import add_early_block2, check_datagram_fits
+from bridge.coap.limits import ModemLimits, add_early_block2, check_datagram_fits
 from bridge.coap.messages import PipeliningMessageManager
-from bridge.coap.modem_port import CoapModem
 from bridge.coap.pool import InstancePool
 from bridge.coap.remote import ModemRemote, remote_of
 from bridge.coap.stats import CoapStats
@@ -36,7 +35,7 @@ from bridge.errors import (
     ModemError,
     ModemUnavailable,
 )
-from bridge.modem.codec import Datagram
+from bridge.modem.driver import Datagram, ModemDriver
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +117,7 @@ class ModemMessageInterface(interfaces.MessageInterface):
     def __init__(
         self,
         mman: PipeliningMessageManager,
-        modem: CoapModem,
+        modem: ModemDriver,
         *,
         max_instances: int,
         idle_close: float,
@@ -126,6 +125,7 @@ class ModemMessageInterface(interfaces.MessageInterface):
     ) -> None:
         self._mman = mman
         self._modem = modem
+        self._limits = ModemLimits(modem.max_datagram, modem.block_size_exp)
         self._spawn = spawn
         self._queues: dict[ModemRemote, _SendQueue] = {}
         self._workers: dict[ModemRemote, asyncio.Task[None]] = {}
@@ -153,10 +153,10 @@ class ModemMessageInterface(interfaces.MessageInterface):
             logger.info("not sending %r: the transport is shut down", message)
             return
         remote: ModemRemote = message.remote
-        add_early_block2(message)
+        add_early_block2(message, self._limits.block_size_exp)
         datagram = message.encode()
         try:
-            check_datagram_fits(datagram, remote.label)
+            check_datagram_fits(datagram, remote.label, self._limits)
         except DatagramTooLarge as exc:
             # Reported from the loop, not from inside aiocoap's send_message call chain,
             # which is still setting up the exchange.
@@ -176,7 +176,7 @@ class ModemMessageInterface(interfaces.MessageInterface):
         if self._closed:
             raise coap_error.LibraryShutdown()
         # Host names stay names: the modem resolves them (AT+GTCOAPOPEN takes either).
-        return remote_of(message)
+        return remote_of(message, self._limits.block_size_exp)
 
     async def recognize_remote(self, remote: Any) -> bool:
         return isinstance(remote, ModemRemote)

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 
 from bridge.at.engine import AtEngine
 from bridge.errors import AtTimeout, ModemError, PortLost, UnexpectedReply
-from bridge.modem import codec
+from bridge.modem import ts27007
+from bridge.modem.l610 import codec
 from bridge.tools import diagnosis
 from bridge.tools.diagnosis import Finding, Verdict
 
@@ -235,7 +236,7 @@ class Doctor:
 
     async def _identity(self) -> Finding:
         info = await self._command("ATI")
-        imei = codec.parse_identity(await self._command("AT+CGSN"), "+CGSN:")
+        imei = ts27007.parse_identity(await self._command("AT+CGSN"), "+CGSN:")
         model = next((line for line in info if "L610" in line), None)
         described = "; ".join(info if imei in "".join(info) else [*info, f"IMEI {imei}"])
         if model is None:
@@ -246,7 +247,7 @@ class Doctor:
 
     async def _sim(self) -> Finding:
         try:
-            state = codec.parse_cpin(await self._command("AT+CPIN?"))
+            state = ts27007.parse_cpin(await self._command("AT+CPIN?"))
         except ModemError as exc:
             return diagnosis.sim_finding(None, exc.code, exc.text or exc.result)
         return diagnosis.sim_finding(state, None, "")
@@ -270,14 +271,14 @@ class Doctor:
 
     async def _registration_state(self, prefix: str) -> int | None:
         try:
-            return codec.parse_registration(await self._command(f"AT{prefix[:-1]}?"), prefix)
+            return ts27007.parse_registration(await self._command(f"AT{prefix[:-1]}?"), prefix)
         except ModemError:
             return None  # firmware without this radio technology
 
     async def _signal(self) -> Finding:
         lines = await self._command("AT+CSQ")
         text = next((line for line in lines if line.startswith("+CSQ:")), "")
-        codec.parse_csq(lines)  # raises UnexpectedReply for an unreadable answer
+        ts27007.parse_csq(lines)  # raises UnexpectedReply for an unreadable answer
         return diagnosis.signal_finding(int(text[len("+CSQ:") :].split(",")[0]))
 
     async def _pdp(self) -> Finding:

@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass
 from enum import Enum
 
-from bridge.modem.codec import REGISTERED_STATES, rssi_to_dbm
+from bridge.modem.ts27007 import REGISTERED_STATES, rssi_to_dbm
 
 
 class Verdict(Enum):

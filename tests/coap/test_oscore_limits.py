@@ -16,7 +16,7 @@ from aiocoap.numbers.types import CON
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.coap.limits import add_early_block2, first_datagram
+from bridge.coap.limits import ModemLimits, add_early_block2, first_datagram
 from bridge.coap.oscore import (
     OscoreRemote,
     SecurityContexts,
@@ -37,6 +37,8 @@ from tests.fixtures.oscore_server import (
 # aiocoap's largest sequence number: the longest partial IV (5 bytes).
 _LAST_SEQUENCE_NUMBER = 2**40 - 2
 
+L610_LIMITS = ModemLimits(max_datagram=512, block_size_exp=4)
+
 
 @pytest.fixture
 def context() -> Iterator[Any]:
@@ -55,7 +57,7 @@ def _protected_size(context: Any, message: Any) -> int:
     # Reserved already, so protecting writes no sequence.json.
     context.sender_sequence_number = _LAST_SEQUENCE_NUMBER
     context.sequence_number_persisted = _LAST_SEQUENCE_NUMBER + 1
-    probe = first_datagram(message)
+    probe = first_datagram(message, L610_LIMITS)
     protected, _ = context.protect(probe)
     protected.mid, protected.token, protected.mtype = 0, b"\xff" * 8, CON
     return len(protected.encode())
@@ -84,17 +86,17 @@ def test_overhead_bounds_what_protection_adds(
         message.opt.uri_host = host
     if observe:
         message.opt.observe = 0
-    plain = len(first_datagram(message).encode())
+    plain = len(first_datagram(message, L610_LIMITS).encode())
 
     assert _protected_size(context, message) <= plain + protection_overhead(context)
 
 
 def test_inner_blocks_are_256_bytes_and_early_block2_is_inner_only(context: Any) -> None:
-    remote = OscoreRemote(context, ModemRemote("127.0.0.1", 5683))
+    remote = OscoreRemote(context, ModemRemote("127.0.0.1", 5683, 4))
     inner = Message(code=GET, uri="coap://127.0.0.1/x")
-    add_early_block2(inner)
+    add_early_block2(inner, 4)
     outer, _ = context.protect(inner)
-    add_early_block2(outer)
+    add_early_block2(outer, 4)
 
     assert remote.maximum_block_size_exp == 4
     assert remote.maximum_payload_size == 256

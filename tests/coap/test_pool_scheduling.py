@@ -41,7 +41,7 @@ class OneInstanceModem:
 def one_instance_pool(modem: OneInstanceModem, idle: set[ModemRemote]) -> InstancePool:
     """Port 1 holds the one instance; ports 2 and 3 have 1 and 3 datagrams queued. Every
     remote not in `idle` has exchanges in flight."""
-    queued = {ModemRemote("127.0.0.1", 2): 1, ModemRemote("127.0.0.1", 3): 3}
+    queued = {ModemRemote("127.0.0.1", 2, 4): 1, ModemRemote("127.0.0.1", 3, 4): 3}
     return InstancePool(
         modem,  # type: ignore[arg-type]
         max_instances=1,
@@ -65,13 +65,17 @@ async def test_who_gets_a_freed_instance(
     modem = OneInstanceModem()
     idle: set[ModemRemote] = set()
     instances = one_instance_pool(modem, idle)
-    assert await instances.acquire(ModemRemote("127.0.0.1", 1), lambda: True) is not None
-    waiters = {2: asyncio.create_task(instances.acquire(ModemRemote("127.0.0.1", 2), lambda: True))}
+    assert await instances.acquire(ModemRemote("127.0.0.1", 1, 4), lambda: True) is not None
+    waiters = {
+        2: asyncio.create_task(instances.acquire(ModemRemote("127.0.0.1", 2, 4), lambda: True))
+    }
     await asyncio.sleep(head_start)
-    waiters[3] = asyncio.create_task(instances.acquire(ModemRemote("127.0.0.1", 3), lambda: True))
+    waiters[3] = asyncio.create_task(
+        instances.acquire(ModemRemote("127.0.0.1", 3, 4), lambda: True)
+    )
     await asyncio.sleep(0.01)
 
-    idle.add(ModemRemote("127.0.0.1", 1))
+    idle.add(ModemRemote("127.0.0.1", 1, 4))
     instances.exchange_finished()
     await asyncio.wait_for(waiters.pop(winner), 2)
     await asyncio.sleep(0.01)
@@ -142,12 +146,12 @@ async def test_a_new_request_waits_for_the_next_turn_while_others_wait_for_room(
     modem = OneInstanceModem()
     idle: set[ModemRemote] = set()
     instances = one_instance_pool(modem, idle)
-    first = ModemRemote("127.0.0.1", 1)
+    first = ModemRemote("127.0.0.1", 1, 4)
     assert await instances.acquire(first, lambda: True) is not None
     # Nobody else waits: a new request to the open remote goes at once.
     await asyncio.wait_for(instances.take_turn(first), 1)
 
-    waiting = asyncio.create_task(instances.acquire(ModemRemote("127.0.0.1", 2), lambda: True))
+    waiting = asyncio.create_task(instances.acquire(ModemRemote("127.0.0.1", 2, 4), lambda: True))
     await asyncio.sleep(0.01)
     late = asyncio.create_task(instances.take_turn(first))
     await asyncio.sleep(0.05)

@@ -10,7 +10,7 @@ from typing import cast
 import pytest
 
 from bridge.at.engine import AtEngine
-from bridge.modem.codec import Datagram
+from bridge.modem.driver import Datagram
 from bridge.modem.l610 import L610
 from bridge.simulator import L610Simulator
 from tests.fixtures.modem import fast_engine, make_l610

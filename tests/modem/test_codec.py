@@ -9,21 +9,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.errors import DatagramTooLarge, InvalidRequest, MalformedUrc, UnexpectedReply
-from bridge.modem.codec import (
+from bridge.modem.driver import Datagram
+from bridge.modem.l610.codec import (
     MAX_DATAGRAM,
-    Datagram,
     PdpState,
     format_close,
     format_open,
     format_pdp_activate,
     format_send,
     parse_coap_data,
-    parse_cpin,
-    parse_csq,
     parse_free_ids,
-    parse_identity,
     parse_mipcall,
     parse_open,
+)
+from bridge.modem.ts27007 import (
+    parse_cpin,
+    parse_csq,
+    parse_identity,
     parse_registration,
     rssi_to_dbm,
 )

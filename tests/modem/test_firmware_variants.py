@@ -11,7 +11,7 @@ import pytest
 
 from bridge.errors import ModemError, ModemUnavailable
 from bridge.modem.l610 import L610
-from bridge.modem.unsolicited import Unsolicited, classify
+from bridge.modem.l610.unsolicited import Unsolicited, classify
 from bridge.simulator import L610Simulator
 from bridge.simulator.firmware import FIRMWARES, STANDARD
 from tests.fixtures.modem import eventually, fast_engine, make_l610

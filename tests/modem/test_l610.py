@@ -15,7 +15,7 @@ from bridge.errors import (
     ModemError,
     ModemUnavailable,
 )
-from bridge.modem.codec import Datagram
+from bridge.modem.driver import Datagram
 from bridge.modem.l610 import L610
 from bridge.simulator import L610Simulator
 from tests.fixtures.modem import COMMAND_TIMEOUT, eventually, make_l610

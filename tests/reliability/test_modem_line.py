@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from bridge.at.engine import AtEngine
 from bridge.at.framer import DEFAULT_MAX_LINE
-from bridge.modem.codec import Datagram
+from bridge.modem.driver import Datagram
 from bridge.modem.l610 import L610
 from bridge.simulator import L610Simulator
 from tests.fixtures.modem import COMMAND_TIMEOUT, make_l610

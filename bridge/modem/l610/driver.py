@@ -4,7 +4,7 @@
 modem's CoAP client instances and `+GTCOAPDATA` URCs reach the datagram handler with
 their coap_id. A modem reset (boot lines, port loss, echo back on, lost settings, no
 answer) bumps `generation` and tells the reset listeners once; until the supervisor
-(`bridge.modem.supervisor`) has brought it up again every operation raises
+(`bridge.modem.l610.supervisor`) has brought it up again every operation raises
 `ModemUnavailable` at once.
 """
 
@@ -17,12 +17,14 @@ from collections.abc import Callable
 
 from bridge.at.engine import AtEngine
 from bridge.errors import AtTimeout, MalformedUrc, ModemUnavailable, UnexpectedReply
-from bridge.modem.bringup import BringUp
-from bridge.modem.codec import (
+from bridge.modem.driver import Datagram
+from bridge.modem.health import ModemHealth, ModemIdentity
+from bridge.modem.l610.bringup import BringUp
+from bridge.modem.l610.codec import (
     COAP_CLOSE_PREFIX,
     COAP_DATA_PREFIX,
+    MAX_DATAGRAM,
     MIPCALL_PREFIX,
-    Datagram,
     format_close,
     format_open,
     format_send,
@@ -31,14 +33,20 @@ from bridge.modem.codec import (
     parse_mipcall,
     parse_open,
 )
-from bridge.modem.health import ModemHealth, ModemIdentity
-from bridge.modem.supervisor import ModemSupervisor
-from bridge.modem.unsolicited import BOOT_PREFIXES, Unsolicited, classify
+from bridge.modem.l610.supervisor import ModemSupervisor
+from bridge.modem.l610.unsolicited import BOOT_PREFIXES, Unsolicited, classify
 
 logger = logging.getLogger(__name__)
 
 DatagramHandler = Callable[[Datagram], None]
 ResetListener = Callable[[], None]
+
+
+# The driver registry's key for this driver (`modem.model` in the config).
+MODEL = "l610"
+# 2**(4+4) = 256-byte blocks: a block plus header, token and options stays well under
+# the 512-byte datagram limit, which SZX 5 (512-byte payloads) cannot.
+BLOCK_SIZE_EXP = 4
 
 
 class L610:
@@ -48,6 +56,7 @@ class L610:
         self,
         at: AtEngine,
         *,
+        name: str = "",
         apn: str = "",
         command_timeout: float = 5.0,
         registration_timeout: float = 60.0,
@@ -58,6 +67,7 @@ class L610:
         boot_settle: float = 0.3,
     ) -> None:
         self._at = at
+        self._name = name or at.port
         self._command_timeout = command_timeout
         self._bring_up = BringUp(
             at,
@@ -141,6 +151,27 @@ class L610:
     @property
     def port(self) -> str:
         return self._at.port
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def model(self) -> str:
+        return MODEL
+
+    @property
+    def max_datagram(self) -> int:
+        return MAX_DATAGRAM
+
+    @property
+    def block_size_exp(self) -> int:
+        return BLOCK_SIZE_EXP
+
+    @property
+    def line_backlog(self) -> int:
+        """Bytes of AT commands waiting for the serial line."""
+        return self._at.queued_bytes
 
     # The contract's signature; the limit is enforced with asyncio.timeout below.
     async def wait_ready(self, timeout: float | None = None) -> None:  # noqa: ASYNC109

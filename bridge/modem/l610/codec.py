@@ -1,4 +1,4 @@
-"""Sans-IO codec for the L610 commands the driver uses: command text out, values in.
+"""Sans-IO codec for the L610's own commands (GTCOAP, MIPCALL): command text out, values in.
 
 Nothing here does I/O or imports asyncio: each function turns values into one AT
 command line, or one reply/URC line into values, and raises a `BridgeError` subclass
@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bridge.errors import DatagramTooLarge, InvalidRequest, MalformedUrc, UnexpectedReply
+from bridge.modem.driver import Datagram
+from bridge.modem.ts27007 import find_value, value_after
 
 # The L610 CoAP chapter: "<data_len>: number of bytes, at most 512", both directions.
 MAX_DATAGRAM = 512
@@ -22,21 +24,10 @@ COAP_OPEN_PREFIX = "+GTCOAPOPEN:"
 COAP_CLOSE_PREFIX = "+GTCOAPCLOSE:"
 MIPCALL_PREFIX = "+MIPCALL:"
 
-# Registration <stat> values that mean "usable": 1 home network, 5 roaming (3GPP 27.007).
-REGISTERED_STATES = frozenset({1, 5})
-
 _HEX_DIGITS = re.compile(r"[0-9A-Fa-f]*")
 # Characters that would end or break the quoted host parameter on the wire.
 _HOST_FORBIDDEN = re.compile(r'["\r\n\x00]')
 _MAX_ID_DIGITS = 9
-
-
-@dataclass(frozen=True, slots=True)
-class Datagram:
-    """One UDP datagram received by the modem for client instance `coap_id`."""
-
-    coap_id: int
-    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,20 +115,9 @@ def format_pdp_activate(apn: str) -> str:
     return f'AT+MIPCALL=1,"{apn}"'
 
 
-def _value_after(prefix: str, line: str) -> str:
-    return line[len(prefix) :].strip() if line.startswith(prefix) else line.strip()
-
-
-def _find(prefix: str, lines: Iterable[str], command: str) -> str:
-    for line in lines:
-        if line.startswith(prefix):
-            return line[len(prefix) :].strip()
-    raise UnexpectedReply(f"no {prefix} line in the modem's answer to {command}")
-
-
 def parse_open(lines: Iterable[str]) -> int:
     """The new instance id from `+GTCOAPOPEN: <coap_id>`."""
-    text = _find(COAP_OPEN_PREFIX, lines, "AT+GTCOAPOPEN")
+    text = find_value(COAP_OPEN_PREFIX, lines, "AT+GTCOAPOPEN")
     if not (text.isascii() and text.isdigit()) or int(text) == 0:
         raise UnexpectedReply(f"AT+GTCOAPOPEN answered an unusable id {text!r}")
     return int(text)
@@ -157,49 +137,6 @@ def parse_free_ids(lines: Iterable[str]) -> list[int]:
     return ids
 
 
-def parse_identity(lines: Iterable[str], prefix: str) -> str:
-    """The text of AT+CGMM/CGMR/CGSN; some firmware prefixes it (`+CGSN: "..."`)."""
-    for line in lines:
-        text = _value_after(prefix, line).strip('"').strip()
-        if text:
-            return text
-    return ""
-
-
-def parse_cpin(lines: Iterable[str]) -> str:
-    """The SIM state word of `+CPIN: <code>` (READY, SIM PIN, ...)."""
-    return _find("+CPIN:", lines, "AT+CPIN?")
-
-
-def rssi_to_dbm(rssi: int) -> int | None:
-    """3GPP 27.007 <rssi>: 0 is -113 dBm or less, 31 is -51 dBm or more, 99 unknown."""
-    if 0 <= rssi <= 31:
-        return -113 + 2 * rssi
-    return None
-
-
-def parse_csq(lines: Iterable[str]) -> int | None:
-    """Signal strength in dBm from `+CSQ: <rssi>,<ber>`, None when the modem does not know."""
-    text = _find("+CSQ:", lines, "AT+CSQ")
-    rssi = text.split(",")[0].strip()
-    if not (rssi.isascii() and rssi.isdigit()):
-        raise UnexpectedReply(f"AT+CSQ answered an unreadable rssi {text!r}")
-    return rssi_to_dbm(int(rssi))
-
-
-def parse_registration(lines: Iterable[str], prefix: str) -> int:
-    """<stat> from a `+CEREG: <n>,<stat>[,...]` / `+CGREG:` query answer.
-
-    The unsolicited form has no <n> (`+CEREG: <stat>`); a single field is read as stat.
-    """
-    text = _find(prefix, lines, f"AT{prefix[:-1]}?")
-    fields = [field.strip() for field in text.split(",")]
-    stat = fields[1] if len(fields) >= 2 else fields[0]
-    if not (stat.isascii() and stat.isdigit()):
-        raise UnexpectedReply(f"AT{prefix[:-1]}? answered an unreadable stat {text!r}")
-    return int(stat)
-
-
 def _looks_like_address(text: str) -> bool:
     return ("." in text or ":" in text) and not text.isdigit()
 
@@ -211,7 +148,7 @@ def parse_mipcall(line: str) -> PdpState:
     activation URC `+MIPCALL: 10.0.0.2` (address only). The state is the first field
     when it is a digit; the address is the first field that looks like one.
     """
-    fields = [field.strip().strip('"') for field in _value_after(MIPCALL_PREFIX, line).split(",")]
+    fields = [field.strip().strip('"') for field in value_after(MIPCALL_PREFIX, line).split(",")]
     ip = next((field for field in fields if _looks_like_address(field)), None)
     first = fields[0]
     if first.isascii() and first.isdigit():

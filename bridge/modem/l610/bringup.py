@@ -12,18 +12,15 @@ import logging
 
 from bridge.at.engine import AtEngine
 from bridge.errors import AtTimeout, ModemError, ModemUnavailable, UnexpectedReply
-from bridge.modem.codec import (
-    MIPCALL_PREFIX,
+from bridge.modem.health import ModemIdentity
+from bridge.modem.l610.codec import MIPCALL_PREFIX, PdpState, format_pdp_activate, parse_mipcall
+from bridge.modem.ts27007 import (
     REGISTERED_STATES,
-    PdpState,
-    format_pdp_activate,
     parse_cpin,
     parse_csq,
     parse_identity,
-    parse_mipcall,
     parse_registration,
 )
-from bridge.modem.health import ModemIdentity
 
 logger = logging.getLogger(__name__)
 

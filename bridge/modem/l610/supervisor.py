@@ -16,9 +16,9 @@ from typing import Protocol
 from bridge.at.engine import AtEngine
 from bridge.backoff import Backoff
 from bridge.errors import AtTimeout, BridgeError, PortLost
-from bridge.modem.bringup import BringUp
-from bridge.modem.codec import REGISTERED_STATES, parse_csq, parse_registration
 from bridge.modem.health import ModemIdentity
+from bridge.modem.l610.bringup import BringUp
+from bridge.modem.ts27007 import REGISTERED_STATES, parse_csq, parse_registration
 
 logger = logging.getLogger(__name__)
 

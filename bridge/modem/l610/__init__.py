@@ -1,0 +1,5 @@
+"""The Fibocom L610 driver: its GTCOAP/MIPCALL codec, bring-up, supervision and driver."""
+
+from bridge.modem.l610.driver import L610
+
+__all__ = ["L610"]
