@@ -11,11 +11,11 @@ from bridge.config.models import (
     CoapSettings,
     LoggingSettings,
     MetricsSettings,
-    ModemSettings,
     MqttSettings,
     OscoreSettings,
     Settings,
 )
+from bridge.config.modems import ModemSettings
 from bridge.config.oscore import oscore_context_problem
 from bridge.config.password import load_password, password_file_problem
 from bridge.config.summary import describe

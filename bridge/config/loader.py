@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -197,11 +198,19 @@ def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
         if field is None:
             return []
         model = field.annotation
+        if get_origin(model) in (Union, UnionType):
+            # An optional section: the model among the alternatives.
+            model = next(arg for arg in get_args(model) if arg is not type(None))
         if get_origin(model) is dict:
             if not parts:
                 return []  # free-form keys (server aliases)
             parts.pop(0)
             model = get_args(model)[1]
+        elif get_origin(model) is tuple:
+            if not parts:
+                return []
+            parts.pop(0)  # the entry's index
+            model = get_args(model)[0]
     if isinstance(model, type) and issubclass(model, BaseModel):
         return list(model.model_fields)
     return []

@@ -14,13 +14,10 @@ from __future__ import annotations
 import os
 import re
 import socket
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
@@ -28,8 +25,10 @@ from pydantic import (
 )
 
 from bridge.config.hosts import listen_address, normalize_host
+from bridge.config.modems import ModemSettings, modems_from_sections, unknown_modem_problem
 from bridge.config.oscore import oscore_context_problem
 from bridge.config.password import password_file_problem
+from bridge.config.sections import Seconds, Section, resolve_path
 from bridge.mqtt.brokers import parse_broker_address
 from bridge.mqtt.settings import MqttProtocol, TlsSettings
 from bridge.mqtt.tls import ca_problem, cert_problem, key_problem
@@ -55,39 +54,6 @@ def _alias(value: str) -> str:
 HostName = Annotated[str, AfterValidator(_host)]
 AliasName = Annotated[str, AfterValidator(_alias)]
 Port = Annotated[int, Field(ge=1, le=65535)]
-Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-
-
-class _Section(BaseModel):
-    # strict: YAML already types scalars; `port: "1883"` or `apn: 1234` is a mistake
-    # worth reporting rather than guessing.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-def _resolve_path(value: str, info: ValidationInfo) -> str:
-    path = Path(value)
-    base_dir = (info.context or {}).get("base_dir")
-    if not path.is_absolute() and isinstance(base_dir, Path):
-        path = base_dir / path
-    return str(path)
-
-
-class ModemSettings(_Section):
-    port: str = Field(min_length=1)
-    baudrate: int = Field(default=115200, ge=1)
-    apn: str = ""
-    command_timeout: Seconds = 5.0
-    registration_timeout: Seconds = 60.0
-    max_instances: int = Field(default=4, ge=1)
-    instance_idle_close: Seconds = 300.0
-    # The AT transcript (docs/transcripts.md): "" writes none.
-    trace_file: str = ""
-    trace_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-
-    @field_validator("trace_file")
-    @classmethod
-    def _trace_path(cls, value: str, info: ValidationInfo) -> str:
-        return _resolve_path(value, info) if value else value
 
 
 class TlsSection(TlsSettings):
@@ -104,7 +70,7 @@ class TlsSection(TlsSettings):
     def _existing_file(cls, value: str, info: ValidationInfo) -> str:
         if not value:
             return value
-        path = _resolve_path(value, info)
+        path = resolve_path(value, info)
         if info.data.get("enabled") and not os.path.isfile(path):
             raise ValueError(f"file {path} does not exist (mqtt.tls.enabled is true)")
         return path
@@ -144,7 +110,7 @@ def _topic_name(value: str) -> str:
     return value
 
 
-class MqttSettings(_Section):
+class MqttSettings(Section):
     host: str = Field(default="localhost", min_length=1)
     port: Port = 1883
     # A broker cluster: ["node1:1883", "node2:1883", ...], instead of host/port.
@@ -201,7 +167,7 @@ class MqttSettings(_Section):
     def _password_file(cls, value: str, info: ValidationInfo) -> str:
         if not value:
             return value
-        path = _resolve_path(value, info)
+        path = resolve_path(value, info)
         problem = password_file_problem(path)
         if problem is not None:
             raise ValueError(problem)
@@ -226,22 +192,24 @@ class MqttSettings(_Section):
         return value
 
 
-class OscoreSettings(_Section):
+class OscoreSettings(Section):
     context_dir: str = Field(min_length=1)
 
     @field_validator("context_dir")
     @classmethod
     def _usable_context(cls, value: str, info: ValidationInfo) -> str:
-        path = os.path.normpath(_resolve_path(value, info))
+        path = os.path.normpath(resolve_path(value, info))
         problem = oscore_context_problem(path)
         if problem is not None:
             raise ValueError(problem)
         return path
 
 
-class CoapServer(_Section):
+class CoapServer(Section):
     host: HostName
     port: Port = 5683
+    # Requests to this alias go through this modem ("" = any; see `modems`).
+    modem: str = ""
     oscore: OscoreSettings | None = None
     # Unset: required exactly when `oscore` is set.
     require_oscore: bool | None = None
@@ -261,7 +229,7 @@ class CoapServer(_Section):
         return self.oscore is not None if self.require_oscore is None else self.require_oscore
 
 
-class CoapSettings(_Section):
+class CoapSettings(Section):
     servers: dict[AliasName, CoapServer] = Field(default_factory=dict)
     allow_hosts: tuple[HostName, ...] = Field(default=(), strict=False)
     # max_timeout comes first so that default_timeout can be checked against it.
@@ -321,7 +289,7 @@ class CoapSettings(_Section):
         }
 
 
-class MetricsSettings(_Section):
+class MetricsSettings(Section):
     """Prometheus metrics: off unless `listen` names an address."""
 
     listen: str = ""
@@ -334,7 +302,7 @@ class MetricsSettings(_Section):
         return value
 
 
-class LoggingSettings(_Section):
+class LoggingSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
 
@@ -342,9 +310,11 @@ class LoggingSettings(_Section):
 _SECTIONS = ("modem", "mqtt", "coap", "metrics", "logging")
 
 
-class Settings(_Section):
+class Settings(Section):
     gateway_id: str
-    modem: ModemSettings
+    # One modem, or a list of named ones; `modems` holds them all once validated.
+    modem: ModemSettings | None = None
+    modems: tuple[ModemSettings, ...] = Field(default=(), strict=False)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     coap: CoapSettings = Field(default_factory=CoapSettings)
     dedupe_window: float = Field(default=600.0, ge=0, allow_inf_nan=False)
@@ -367,6 +337,11 @@ class Settings(_Section):
         for section in _SECTIONS:
             if section in data and data[section] is None:
                 data[section] = {}
+        if data.get("modems", ()) is None:
+            data["modems"] = ()
+        listed = data.get("modems")
+        if isinstance(listed, list | tuple) and list(listed) == [data.get("modem")]:
+            del data["modems"]  # model_dump() of validated settings: the one modem twice
         if data.get("gateway_id") in (None, ""):
             data["gateway_id"] = socket.gethostname()
         gateway_id = data["gateway_id"]
@@ -386,7 +361,7 @@ class Settings(_Section):
     @field_validator("state_dir")
     @classmethod
     def _state_dir(cls, value: str, info: ValidationInfo) -> str:
-        return _resolve_path(value, info) if value else value
+        return resolve_path(value, info) if value else value
 
     @field_validator("gateway_id")
     @classmethod
@@ -396,10 +371,21 @@ class Settings(_Section):
             raise ValueError(problem)
         return value
 
-    @property
-    def modems(self) -> tuple[ModemSettings, ...]:
-        """The configured modems, as `check-config` lists them: the one `modem` section."""
-        return (self.modem,)
+    @model_validator(mode="after")
+    def _modem_list(self) -> Settings:
+        modems = modems_from_sections(self.modem, self.modems)
+        servers = {alias: server.modem for alias, server in self.coap.servers.items()}
+        problem = unknown_modem_problem(servers, modems)
+        if problem is not None:
+            raise ValueError(problem)
+        # Frozen: the normalised list is set once, here, before anyone reads it.
+        object.__setattr__(self, "modems", modems)
+        if self.modem is not None:
+            object.__setattr__(self, "modem", modems[0])
+        return self
+
+    def modem_named(self, name: str) -> ModemSettings | None:
+        return next((modem for modem in self.modems if modem.name == name), None)
 
 
 def _gateway_id_problem(gateway_id: str) -> str | None:

@@ -61,14 +61,15 @@ class DoctorUsageError(BridgeError):
 
 
 def configured_modem(settings: Settings, name: str | None) -> ModemSettings:
-    """The modem `name` of the config; the config's `modem` section holds one, named
-    "modem"."""
-    modems = {"modem": settings.modem}
+    """The modem `name` of the config (a `modem` section holds one, named "modem"); the
+    first one when no name is given."""
     if name is None:
-        return next(iter(modems.values()))
-    if name not in modems:
-        raise DoctorUsageError(f"no modem {name!r} in the config; it has {sorted(modems)}")
-    return modems[name]
+        return settings.modems[0]
+    modem = settings.modem_named(name)
+    if modem is None:
+        names = [modem.name for modem in settings.modems]
+        raise DoctorUsageError(f"no modem {name!r} in the config; it has {names}")
+    return modem
 
 
 def parse_server(text: str) -> tuple[str, int]:

@@ -166,7 +166,7 @@ BROKEN = [
     pytest.param(MINIMAL + "logging:\n  level: verbose\n", "logging.level (line 4)", id="level"),
     pytest.param(MINIMAL + "logging:\n  format: xml\n", "logging.format (line 4)", id="format"),
     pytest.param("modem:\n  baudrate: 9600\n", "modem.port (line 1): required key", id="no-port"),
-    pytest.param("gateway_id: g\n", "modem (line 1): required key is missing", id="no-modem"),
+    pytest.param("gateway_id: g\n", "(top level) (line 1): no modem configured", id="no-modem"),
     pytest.param(
         MINIMAL + "mqtt:\n  base_topic: a/+/b\n", "mqtt.base_topic (line 4): topic", id="plus"
     ),
@@ -226,7 +226,7 @@ def test_unknown_server_key_lists_server_keys(tmp_path: Path) -> None:
     (problem,) = problems_of(write(tmp_path, text))
     assert problem == (
         "coap.servers.m.colour (line 7): unknown key "
-        "(known keys: host, port, oscore, require_oscore)"
+        "(known keys: host, port, modem, oscore, require_oscore)"
     )
 
 
