@@ -17,16 +17,15 @@ from collections.abc import Awaitable
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
-from bridge.at.engine import AtEngine
-from bridge.backoff import Backoff
-from bridge.coap import CoapTransportSettings, ModemCoap
 from bridge.coap.oscore import SecurityContexts
+from bridge.coap.router import Lane, ModemRouter
 from bridge.config import ModemSettings, Settings, load_config
 from bridge.errors import BridgeError, ConfigError
+from bridge.lanes import LaneHooks, Lanes
 from bridge.layer_settings import ReloadState, client_settings, front_settings, needs_restart
 from bridge.mapping import CoapRequests, unsolicited_to_json
+from bridge.modem.driver import ModemDriver
 from bridge.modem.health import ModemCounters
-from bridge.modem.l610 import L610
 from bridge.mqtt import MqttClient, MqttStats, RequestFront
 from bridge.ops import sdnotify
 from bridge.ops.info import info_object
@@ -36,9 +35,6 @@ from bridge.ops.metrics import BridgeMetrics, MetricsServer
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-MODEM_RETRY_INITIAL = 1.0
-MODEM_RETRY_MAX = 60.0
 
 _REFUSED = "reload refused: "
 
@@ -64,12 +60,13 @@ class Daemon:
         self._restart = asyncio.Event()
         self._handler: CoapRequests | None = None
         self._front: RequestFront[Any] | None = None
-        self._modem: L610 | None = None
-        self._coap: ModemCoap | None = None
+        self._router: ModemRouter | None = None
+        self._lanes: Lanes | None = None
         self._counters: MqttStats | None = None
         # Created once: its answer counts and latencies outlive a restart of the layers.
         self._metrics = BridgeMetrics(self._metrics_health)
-        self._ended_modems = ModemCounters()
+        # Per modem name: the counts of its drivers that have ended.
+        self._ended_modems: dict[str, ModemCounters] = {}
         self._status_before_refusal = ""
         self._serving = False  # subscribed and answering requests
         self._client: MqttClient | None = None
@@ -134,10 +131,12 @@ class Daemon:
             "uptime_s": round(time.monotonic() - self._started),
             "config": self._reload.as_dict(),
         }
-        if self._modem is not None:
-            health["modem"] = self._modem.health().after(self._ended_modems).as_dict()
-        if self._coap is not None:
-            health["coap"] = self._coap.stats().as_dict()
+        modems = self._modem_health()
+        if len(modems) == 1:
+            health["modem"] = modems[0]
+        health["modems"] = modems
+        if self._router is not None:
+            health["coap"] = self._router.stats().as_dict()
         if self._front is not None:
             health["coap"] = {**health.get("coap", {}), "waiting": self._front.waiting}
         if self._client is not None and self._client.subscription_error is not None:
@@ -150,10 +149,31 @@ class Daemon:
             return self._front.health_snapshot()
         return {**self.health(), "state": "offline"}
 
+    def _modem_health(self) -> list[dict[str, Any]]:
+        """One record per configured modem: its driver's health while it runs, else
+        what keeps it from running."""
+        lanes = {lane.name: lane for lane in self._router.lanes} if self._router else {}
+        problems = self._lanes.problems if self._lanes is not None else {}
+        records: list[dict[str, Any]] = []
+        for modem in self.settings.modems:
+            ended = self._ended_modems.get(modem.name, ModemCounters())
+            lane = lanes.get(modem.name)
+            if lane is None:
+                state = problems.get(modem.name, "starting")
+                record: dict[str, Any] = {"port": modem.port, "model": "", "state": state}
+                record |= {"ready": False, "registered": False, "resets": ended.resets}
+                record |= {"instances_open": 0, "in_flight": 0, "line_backlog": 0}
+            else:
+                record = lane.driver.health().after(ended).as_dict()
+                stats = lane.coap.stats()
+                record |= {"instances_open": stats.instances_open, "in_flight": stats.in_flight}
+                record["line_backlog"] = lane.driver.line_backlog
+            records.append({"name": modem.name, "driver": modem.model, **record})
+        return records
+
     def _publish_info(self) -> None:
-        if self._front is not None and self._modem is not None:
-            modems = [self._modem.health().as_dict()]
-            self._front.set_info(info_object(self.settings, modems))
+        if self._front is not None:
+            self._front.set_info(info_object(self.settings, self._modem_health()))
 
     def _serves(self) -> bool:
         refused = self._client is not None and self._client.subscription_error is not None
@@ -164,9 +184,7 @@ class Daemon:
         if problem is not None:
             sdnotify.status(f"not serving: {problem}; retrying with backoff")
         elif self._serving:
-            sdnotify.status(
-                f"serving {settings.mqtt.base_topic}/request via modem {settings.modem.port}"
-            )
+            sdnotify.status(_serving_status(settings))
         self._health_changed()
 
     def _publish_unsolicited(self, message: Any) -> None:
@@ -217,31 +235,38 @@ class Daemon:
     async def _run_stack(self) -> None:
         settings = self.settings
         async with AsyncExitStack() as stack:
-            sdnotify.status(f"bringing up the modem on {settings.modem.port}")
-            modem = await self._bring_up_modem(stack, settings)
-            if modem is None:
+            sdnotify.status(f"bringing up {_modem_list(settings)}")
+            router = ModemRouter([modem.name for modem in settings.modems])
+            oscore = stack.enter_context(SecurityContexts.load(settings.coap.oscore_context_dirs()))
+            lanes = Lanes(
+                router,
+                oscore,
+                LaneHooks(
+                    not_usable=self._modem_not_usable,
+                    up=self._modem_up,
+                    ended=self._modem_ended,
+                    ready_again=self._modem_ready_again,
+                ),
+                max_in_flight=settings.coap.max_in_flight,
+                trace_at=self._trace_at,
+            )
+            self._router, self._lanes = router, lanes
+            stack.callback(self._forget_layers)
+            modems = await stack.enter_async_context(asyncio.TaskGroup())
+            tasks = [
+                modems.create_task(lanes.run(modem), name=f"modem {modem.name}")
+                for modem in settings.modems
+            ]
+            stack.callback(lambda: [task.cancel() for task in tasks])
+            # The broker is not connected to before a modem can carry requests.
+            if not await self._wait_either(router.wait_any()):
                 return
             mqtt_settings = client_settings(settings)
             client = await stack.enter_async_context(MqttClient(mqtt_settings))
             sdnotify.status(f"connecting to MQTT broker {client.broker}")
             self._client, self._password = client, mqtt_settings.password
             client.add_subscription_listener(self._subscription_changed)
-            oscore = stack.enter_context(SecurityContexts.load(settings.coap.oscore_context_dirs()))
-            coap = await stack.enter_async_context(
-                ModemCoap(
-                    modem,
-                    CoapTransportSettings(
-                        max_instances=settings.modem.max_instances,
-                        instance_idle_close=settings.modem.instance_idle_close,
-                        # As many CON exchanges with one server as requests may be in
-                        # flight: the front's limit is the one that should bind, not NSTART.
-                        nstart=max(settings.coap.max_in_flight, 1),
-                    ),
-                    oscore=oscore,
-                )
-            )
-            self._coap = coap
-            self._handler = CoapRequests(settings, coap)
+            self._handler = CoapRequests(settings, router)
             front = await stack.enter_async_context(
                 RequestFront(
                     client,
@@ -257,11 +282,12 @@ class Daemon:
             else:
                 front.counters = self._counters
             self._front = front
-            coap.set_unmatched_handler(self._publish_unsolicited)
-            modem.add_reset_listener(self._health_changed)
+            router.set_unmatched_handler(self._publish_unsolicited)
             group = await stack.enter_async_context(asyncio.TaskGroup())
-            stack.callback(group.create_task(_pool_follows_modem(modem, front), name="pool").cancel)
-            stack.callback(self._forget_layers)
+            stack.callback(
+                group.create_task(self._pool_follows_modems(router, front), name="pool").cancel
+            )
+            stack.callback(self._forget_front)
             stack.callback(sdnotify.stopping)
             if settings.metrics.listen:
                 await stack.enter_async_context(
@@ -272,12 +298,10 @@ class Daemon:
                 return
             self._serving = True
             front.health_changed()
-            sdnotify.status(
-                f"serving {settings.mqtt.base_topic}/request via modem {settings.modem.port}"
-            )
+            sdnotify.status(_serving_status(settings))
             log.info(
-                "bridge ready: modem %s, broker %s, base topic %s",
-                settings.modem.port,
+                "bridge ready: %s, broker %s, base topic %s",
+                _modem_list(settings),
                 client.broker,
                 settings.mqtt.base_topic,
             )
@@ -288,71 +312,55 @@ class Daemon:
                     settings.shutdown_grace,
                 )
 
-    def _modem_ended(self, modem: L610) -> None:
-        # Counters describe the process, not one incarnation of the layers.
-        self._ended_modems = self._ended_modems.plus(modem.health())
+    def _modem_not_usable(self, modem: ModemSettings, problem: BridgeError, delay: float) -> None:
+        log.warning("modem %s not usable: %s; retrying in %.1f s", modem.name, problem, delay)
+        if self._router is None or not self._router.lanes:
+            sdnotify.status(f"waiting for the modem: {problem}")
+        self._health_changed()
 
-    def _forget_layers(self) -> None:
+    def _modem_up(self, lane: Lane) -> None:
+        health = lane.driver.health()
+        log.info(
+            "modem %s up on %s: %s %s, IMEI %s, IP %s, signal %s dBm",
+            lane.name,
+            lane.driver.port,
+            health.model,
+            health.firmware,
+            health.imei,
+            health.ip,
+            health.rssi_dbm,
+        )
+        lane.driver.add_reset_listener(self._health_changed)
+        self._publish_info()
+        self._health_changed()
+
+    def _modem_ready_again(self, lane: Lane) -> None:
+        log.info("modem %s is ready again", lane.name)
+        self._health_changed()
+
+    def _modem_ended(self, driver: ModemDriver) -> None:
+        # Counters describe the process, not one incarnation of the layers.
+        earlier = self._ended_modems.get(driver.name, ModemCounters())
+        self._ended_modems[driver.name] = earlier.plus(driver.health())
+
+    def _forget_front(self) -> None:
         self._serving = False
         self._client = None
-        self._front = self._coap = self._handler = None
-        self._modem = None
+        self._front = self._handler = None
 
-    async def _bring_up_modem(self, stack: AsyncExitStack, settings: Settings) -> L610 | None:
-        """The modem, brought up; retried with backoff. None if a stop or restart came first.
+    def _forget_layers(self) -> None:
+        self._forget_front()
+        self._router = self._lanes = None
 
-        A stop or a reload that restarts the layers cuts every wait here at once, the
-        registration wait included: the next stack starts over with the new settings."""
-        modem_settings = settings.modem
-        backoff = Backoff(MODEM_RETRY_INITIAL, MODEM_RETRY_MAX)
+    @staticmethod
+    async def _pool_follows_modems(router: ModemRouter, front: RequestFront[Any]) -> None:
+        """Membership of the fleet pool follows the modems: in while one is ready."""
         while True:
-            attempt = AsyncExitStack()
-            outcome: list[L610 | BridgeError] = []
-            await self._wait_either(_capture(self._open_modem(attempt, modem_settings), outcome))
-            modem = outcome[0] if outcome else None
-            if not isinstance(modem, L610):
-                await attempt.aclose()
-            if isinstance(modem, BridgeError):
-                delay = backoff.next()
-                log.warning("modem not usable: %s; retrying in %.1f s", modem, delay)
-                sdnotify.status(f"waiting for the modem: {modem}")
-                if await self._wait_either(asyncio.sleep(delay)):
-                    continue
-                return None
-            if modem is None:
-                return None
-            stack.push_async_exit(attempt)
-            stack.callback(self._modem_ended, modem)
-            self._modem = modem
-            health = modem.health()
-            log.info(
-                "modem up: %s %s, IMEI %s, IP %s, signal %s dBm",
-                health.model,
-                health.firmware,
-                health.imei,
-                health.ip,
-                health.rssi_dbm,
-            )
-            return modem
-
-    async def _open_modem(self, attempt: AsyncExitStack, modem_settings: ModemSettings) -> L610:
-        engine = await attempt.enter_async_context(
-            AtEngine(
-                modem_settings.port,
-                baudrate=modem_settings.baudrate,
-                command_timeout=modem_settings.command_timeout,
-                trace_file=self._trace_at or modem_settings.trace_file,
-                trace_max_bytes=modem_settings.trace_max_bytes,
-            )
-        )
-        return await attempt.enter_async_context(
-            L610(
-                engine,
-                apn=modem_settings.apn,
-                command_timeout=modem_settings.command_timeout,
-                registration_timeout=modem_settings.registration_timeout,
-            )
-        )
+            await router.wait_any_ready()
+            front.set_pool_wanted(True)
+            await router.wait_none_ready()
+            front.set_pool_wanted(False)
+            front.health_changed()
 
     async def _wait_either(self, awaitable: Awaitable[object]) -> bool:
         """Await `awaitable` unless a stop or restart comes first; True if it finished."""
@@ -375,25 +383,14 @@ class Daemon:
         return finished
 
 
-async def _capture(awaitable: Awaitable[_T], into: list[_T | BridgeError]) -> None:
-    """Await `awaitable` into `into`, its BridgeError too (an interrupt leaves it empty)."""
-    try:
-        into.append(await awaitable)
-    except BridgeError as exc:
-        into.append(exc)
+def _modem_list(settings: Settings) -> str:
+    if len(settings.modems) == 1:
+        return f"modem {settings.modems[0].port}"
+    return "modems " + ", ".join(f"{modem.name} ({modem.port})" for modem in settings.modems)
 
 
-async def _pool_follows_modem(modem: L610, front: RequestFront[Any]) -> None:
-    """Membership of the fleet pool follows the modem: in while it is ready."""
-    lost = asyncio.Event()
-    modem.add_reset_listener(lost.set)
-    while True:
-        await modem.wait_ready()
-        front.set_pool_wanted(True)
-        await lost.wait()
-        lost.clear()
-        front.set_pool_wanted(False)
-        front.health_changed()
+def _serving_status(settings: Settings) -> str:
+    return f"serving {settings.mqtt.base_topic}/request via {_modem_list(settings)}"
 
 
 def run_daemon(

@@ -47,8 +47,8 @@ logger = logging.getLogger(__name__)
 
 # How long shutdown lets deregistrations and instance closes take.
 _SHUTDOWN_GRACE = 2.0
-# An observation's deregistration GET gets this long to be acknowledged.
-_IDEMPOTENT = frozenset({Code.GET, Code.FETCH, Code.PUT, Code.DELETE, Code.iPATCH})
+# Methods a modem reset or failover may send again: the server's state ends the same.
+IDEMPOTENT = frozenset({Code.GET, Code.FETCH, Code.PUT, Code.DELETE, Code.iPATCH})
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ class ModemCoap:
             try:
                 response = await self._response(self._context.request(attempt), remote)
             except LostInReset:
-                if message.code not in _IDEMPOTENT:
+                if message.code not in IDEMPOTENT:
                     raise
                 logger.info(
                     "modem reset while waiting for %s; sending the request again", remote.label
@@ -223,7 +223,7 @@ class ModemCoap:
                     message, response
                 ):
                     return response
-                if message.code not in _IDEMPOTENT:
+                if message.code not in IDEMPOTENT:
                     raise ModemUnavailable(
                         f"modem on {self._modem.port} was reset during the block-wise transfer "
                         f"with {remote.label}, which answered {response.code.dotted}: the "
@@ -235,7 +235,7 @@ class ModemCoap:
                     remote.label,
                     response.code.dotted,
                 )
-            attempt = _fresh_copy(message)
+            attempt = fresh_copy(message)
 
     def observe(
         self,
@@ -261,6 +261,11 @@ class ModemCoap:
         if self._mman is None:
             raise Cancelled("the CoAP client is not running (closed or not started)")
         self._mman.on_unmatched_response = handler
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being served now (observations not counted)."""
+        return self._requests_in_flight
 
     def stats(self) -> CoapStats:
         """A copy of the counters, with the gauges as they are now."""
@@ -373,7 +378,7 @@ class ModemCoap:
             self._transport.release(observation.remote)
 
 
-def _fresh_copy(message: Any) -> Any:
+def fresh_copy(message: Any) -> Any:
     """`message` as it was before aiocoap sent it, for sending it again from scratch.
 
     aiocoap sends a small request as the message object itself and gives it a token,

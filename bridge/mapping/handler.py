@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from bridge.coap import ModemCoap
+from bridge.coap.router import ModemRouter
 from bridge.config import Settings
 from bridge.errors import BridgeError, CoapTimeout
 from bridge.mapping.parse import RequestRejected, parse_request
@@ -31,7 +31,7 @@ Answer = dict[str, Any]
 class CoapRequests:
     """Serves parsed requests through `coap`; `settings` may be swapped on reload."""
 
-    def __init__(self, settings: Settings, coap: ModemCoap) -> None:
+    def __init__(self, settings: Settings, coap: ModemRouter) -> None:
         self.settings = settings
         self._coap = coap
 
@@ -56,7 +56,11 @@ class CoapRequests:
         started = time.monotonic()
         if not request.observe:
             response = await self._coap.request(
-                message, timeout=request.timeout, oscore=request.oscore
+                message,
+                timeout=request.timeout,
+                oscore=request.oscore,
+                modem=request.modem,
+                retry=request.retry,
             )
             rtt_ms = (time.monotonic() - started) * 1000
             log.debug(
@@ -78,7 +82,9 @@ class CoapRequests:
         self, request: ParsedRequest, message: Any, started: float, context: dict[str, str]
     ) -> AsyncGenerator[Answer, None]:
         deadline = started + request.timeout
-        observation = self._coap.observe(message, timeout=request.timeout, oscore=request.oscore)
+        observation = self._coap.observe(
+            message, timeout=request.timeout, oscore=request.oscore, modem=request.modem
+        )
         notifications = aiter(observation)
         received = 0
         try:

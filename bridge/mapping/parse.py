@@ -49,6 +49,8 @@ REQUEST_FIELDS: Final = frozenset(
         "payload_encoding",
         "observe",
         "timeout",
+        "modem",
+        "retry",
         "response_topic",
         "cancel",
     }
@@ -144,6 +146,18 @@ def _timeout(body: dict[str, Any], settings: Settings) -> float:
     if value >= settings.coap.max_timeout:
         return settings.coap.max_timeout
     return float(value)
+
+
+def _modem(body: dict[str, Any], target: ParsedUri, settings: Settings) -> str | None:
+    """The modem the request must go through: its own `modem`, else its alias's."""
+    value = body.get("modem")
+    if value is None:
+        alias = settings.coap.servers[target.alias] if target.alias is not None else None
+        return alias.modem if alias is not None and alias.modem else None
+    if not isinstance(value, str) or settings.modem_named(value) is None:
+        names = ", ".join(modem.name for modem in settings.modems)
+        raise ValueError(f"modem must name a configured modem ({names}), not {value!r}")
+    return value
 
 
 def _optional_format(body: dict[str, Any], field: str) -> int | None:
@@ -324,4 +338,6 @@ def _parse_fields(
         timeout=_timeout(body, settings),
         response_topic=response_topic,
         oscore=oscore,
+        modem=_modem(body, target, settings),
+        retry=_flag(body, "retry"),
     )

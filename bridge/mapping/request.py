@@ -38,6 +38,8 @@ class ParsedRequest:
     timeout: float  # seconds, > 0, already capped by coap.max_timeout
     response_topic: str | None  # the body's response_topic (checked), or None
     oscore: str | None = None  # the server alias whose OSCORE context protects it
+    modem: str | None = None  # the modem named by the request or its server alias
+    retry: bool = False  # a POST/PATCH may be sent again on another modem after a failover
 
     @property
     def target(self) -> str:

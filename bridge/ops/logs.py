@@ -1,12 +1,14 @@
 """Logging set-up: one line per event as text or JSON, with secrets redacted.
 
 Context travels as `extra=` fields (`logger.info("sent", extra={"coap_id": 1})`); both
-formats print every such field after the message. Fields known to hold secrets (named
-like password, passphrase, secret, token; at any depth of a dict) are printed as `***`.
-Values passed to register_secret() (the MQTT password, for instance) of at least
-`MIN_MASKED_LENGTH` characters are also replaced by `***` wherever they occur in a line,
-at every level; a shorter one is not, because masking a short word everywhere rewrites
-ordinary text and so gives the secret away ("bridge ***: ...").
+formats print every such field after the message; a line logged on behalf of a modem
+(`bridge.modem.driver.current_modem`) gets its name as the field `modem`. Fields known
+to hold secrets (named like password, passphrase, secret, token; at any depth of a
+dict) are printed as `***`. Values passed to register_secret() (the MQTT password, for
+instance) of at least `MIN_MASKED_LENGTH` characters are also replaced by `***`
+wherever they occur in a line, at every level; a shorter one is not, because masking a
+short word everywhere rewrites ordinary text and so gives the secret away
+("bridge ***: ...").
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 import threading
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
+
+from bridge.modem.driver import current_modem
 
 LogFormat = Literal["text", "json"]
 
@@ -152,6 +156,14 @@ def _redact_json_value(value: object) -> object:
 _HANDLER_MARK = "_bridge_handler"
 
 
+def _name_the_modem(record: logging.LogRecord) -> bool:
+    if not hasattr(record, "modem"):
+        name = current_modem.get()
+        if name is not None:
+            record.modem = name
+    return True
+
+
 def configure_logging(
     level: str = "info", fmt: LogFormat = "text", *, stream: TextIO | None = None
 ) -> None:
@@ -175,6 +187,7 @@ def configure_logging(
 
     handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(formatter)
+    handler.addFilter(_name_the_modem)
     setattr(handler, _HANDLER_MARK, True)
 
     root = logging.getLogger()

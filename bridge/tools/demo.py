@@ -107,7 +107,8 @@ def coap_server(port: int, oscore_context: Path) -> Iterator[None]:
     async def serve() -> None:
         nonlocal stop
         credentials = CredentialsMap()
-        credentials[":bridge"] = oscore.FilesystemSecurityContext(str(oscore_context))
+        security = oscore.FilesystemSecurityContext(str(oscore_context))
+        credentials[":bridge"] = security
         site = OscoreSiteWrapper(coap_site(), credentials)
         context = await aiocoap.Context.create_server_context(
             site, bind=("127.0.0.1", port), transports=["udp6"]
@@ -116,6 +117,9 @@ def coap_server(port: int, oscore_context: Path) -> Iterator[None]:
         started.set()
         await stop
         await context.shutdown()
+        # Stored and unlocked now, while its directory exists: aiocoap would do it when
+        # the object is collected, after the demo has removed its temporary directory.
+        security._destroy()
 
     thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
     thread.start()

@@ -27,7 +27,7 @@ def test_info_is_retained_at_start(bridge_stack: BridgeStackFactory) -> None:
     assert info["version"] == __version__
     assert info["gateway_id"] == GATEWAY_ID
     assert info["contract_version"] == 2
-    assert info["modems"] == [{"name": "0", "model": "L610", "port": stack.pty_path}]
+    assert info["modems"] == [{"name": "modem", "model": "L610", "port": stack.pty_path}]
     assert info["servers"] == {
         alias: {"host": server["host"], "port": server["port"], "oscore": False}
         for alias, server in stack.config["coap"]["servers"].items()

@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 
-from bridge.coap import ModemCoap
+from bridge.coap.router import ModemRouter
 from bridge.config import Settings
 from bridge.errors import CoapTimeout
 from bridge.mapping import CoapRequests, MalformedRequest, ParsedRequest, TargetNotAllowed
 from bridge.mapping.parse import parse_request
 from bridge.mqtt import Envelope
-from tests.fixtures.modem import fast_engine, make_l610
 
 from .conftest import BASE, make_settings
 
@@ -26,8 +25,8 @@ def encode(body: Any) -> bytes:
 
 @pytest.fixture
 def handler(settings: Settings) -> CoapRequests:
-    # parse and error never touch the modem: the driver is built but never started.
-    return CoapRequests(settings, ModemCoap(make_l610(fast_engine("/dev/null"))))
+    # parse and error never touch a modem: the router has none running.
+    return CoapRequests(settings, ModemRouter(["modem"]))
 
 
 def test_plain_request_carries_the_parsed_request(

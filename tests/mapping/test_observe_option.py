@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from bridge.coap import CoapTransportSettings, ModemCoap
+from bridge.coap.router import Lane, ModemRouter
 from bridge.config import Settings
 from bridge.mapping import CoapRequests, ParsedRequest, parse_request
 from tests.fixtures.coap_servers import AiocoapServer
@@ -40,21 +41,24 @@ def test_observe_option_zero_makes_the_request_an_observation(
 
 
 @pytest.fixture
-async def coap(simulator_factory: SimulatorFactory) -> AsyncIterator[ModemCoap]:
+async def lane(simulator_factory: SimulatorFactory) -> AsyncIterator[Lane]:
     sim = await simulator_factory()
     async with (
         fast_engine(sim.port_path) as at,
         make_l610(at) as modem,
         ModemCoap(modem, CoapTransportSettings(ack_timeout=0.25)) as coap,
     ):
-        yield coap
+        yield Lane("modem", modem, coap)
 
 
 async def test_observe_option_stream_is_read_and_deregistered_when_it_ends(
-    coap: ModemCoap, aiocoap_server: AiocoapServer
+    lane: Lane, aiocoap_server: AiocoapServer
 ) -> None:
+    coap = lane.coap
     settings = make_settings(allow_hosts=["127.0.0.1"])
-    handler = CoapRequests(settings, coap)
+    router = ModemRouter(["modem"])
+    router.add(lane)
+    handler = CoapRequests(settings, router)
     uri = aiocoap_server.uri("/time")
     envelope = handler.parse(
         encode({"id": "o1", "uri": uri, "options": {"observe": 0}, "timeout": 20})
