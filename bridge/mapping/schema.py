@@ -3,8 +3,9 @@
 `request.schema.json` beside this module is the generic schema (docs/asyncapi.yaml
 refers to it); `request_schema(settings)` narrows it to one configuration: answers
 only under this `<base>/response/`, payload strings within `coap.max_request_payload`,
-server aliases without a port of their own. Which hosts are allowed is policy
-(`forbidden_target`), not shape: the info topic lists the aliases instead.
+server aliases without a port of their own, `modem` one of the configured names. Which
+hosts are allowed is policy (`forbidden_target`), not shape: the info topic lists the
+aliases instead.
 """
 
 from __future__ import annotations
@@ -71,4 +72,5 @@ def request_schema(settings: Settings) -> dict[str, Any]:
         for name, server in settings.coap.servers.items()
     ]
     properties["uri"]["pattern"] = "^" + "".join(aliases) + properties["uri"]["pattern"][1:]
+    properties["modem"]["enum"] = [modem.name for modem in settings.modems]
     return schema
