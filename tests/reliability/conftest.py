@@ -49,6 +49,8 @@ class Ledger:
         self.answers: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
         self.topics: dict[str | None, list[str]] = defaultdict(list)
         self.other: list[tuple[str, bytes]] = []
+        # Answers by the Correlation Data of their request (`publish_correlated`).
+        self.correlated: dict[bytes, list[Any]] = defaultdict(list)
         self.violations: list[str] = []  # answers off docs/asyncapi.yaml
         self.received = 0  # every message on <base>/response/#, ever
         self._condition = threading.Condition()
@@ -94,10 +96,13 @@ class Ledger:
             violation = None
         except ContractViolation as exc:
             violation = str(exc)
+        correlation = getattr(message.properties, "CorrelationData", None)
         with self._condition:
             if violation is not None:
                 self.violations.append(violation)
             self.received += 1
+            if correlation is not None:
+                self.correlated[bytes(correlation)].append(body)
             if isinstance(body, dict) and "id" in body:
                 request_id = body["id"] if isinstance(body["id"], str) else None
                 self.answers[request_id].append(body)
@@ -111,6 +116,24 @@ class Ledger:
     def publish(self, payload: bytes | str, properties: Properties | None = None) -> None:
         """QoS 1 on `<base>/request`; while the broker is down paho keeps it for later."""
         self._client.publish(f"{self.base}/request", payload, qos=1, properties=properties)
+
+    def publish_correlated(self, payload: bytes | str, correlation: bytes) -> None:
+        """Publish with MQTT 5 Correlation Data, which the daemon echoes on the answer:
+        the answer is matched to this very publish, whatever its payload."""
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.CorrelationData = correlation
+        self.publish(payload, properties)
+
+    def wait_correlated(self, correlation: bytes, timeout: float) -> Any:
+        """The first answer carrying `correlation`, waited for up to `timeout` s."""
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while not self.correlated.get(correlation):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"no answer to {correlation!r} within {timeout:g} s")
+                self._condition.wait(remaining)
+            return self.correlated[correlation][0]
 
     def request(self, request_id: str, uri: str, **fields: Any) -> str:
         self.publish(json.dumps({"id": request_id, "method": "GET", "uri": uri, **fields}))
