@@ -60,6 +60,8 @@ class RunResult:
     elapsed: float
     duplicate_answers: int
     unanswered: list[str]
+    # (request id, kind) of every answer after a request's first, in arrival order.
+    repeats: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def answered(self) -> int:
@@ -145,7 +147,7 @@ class ClosedLoop:
     _pending: dict[str, _Pending] = field(default_factory=dict, init=False)
     _answers: list[Answer] = field(default_factory=list, init=False)
     _answered_ids: set[str] = field(default_factory=set, init=False)
-    _duplicates: int = field(default=0, init=False)
+    _repeats: list[tuple[str, str]] = field(default_factory=list, init=False)
     _next: int = field(default=0, init=False)
     _window: int = field(default=0, init=False)
     _started_at: float = field(default=0.0, init=False)
@@ -187,7 +189,7 @@ class ClosedLoop:
             pending = self._pending.pop(request_id, None)
             if pending is None:
                 if request_id in self._answered_ids:
-                    self._duplicates += 1
+                    self._repeats.append((request_id, kind))
                 return
             self._answered_ids.add(request_id)
             self._answers.append(
@@ -230,8 +232,9 @@ class ClosedLoop:
                 sent=self._next,
                 answers=list(self._answers),
                 elapsed=end - self._started_at,
-                duplicate_answers=self._duplicates,
+                duplicate_answers=len(self._repeats),
                 unanswered=sorted(self._pending),
+                repeats=list(self._repeats),
             )
 
     def run(self, timeout: float) -> RunResult:

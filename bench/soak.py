@@ -5,7 +5,11 @@ number of requests sent, the modem reboots, garbage lands on the line, the broke
 restarts, the modem is unplugged and a final result code goes missing. Every request
 must get exactly one answer: a request without one after the final grace period is
 *lost*, and the run fails. Duplicate answers and duplicate sends (the CoAP server
-rendered one request id twice) are reported; at-least-once delivery allows them.
+rendered one request id twice) are reported; at-least-once delivery allows them (a
+broker restart makes the broker redeliver the requests in flight, a modem reset makes
+the CoAP layer retransmit a CON from a new instance). Before the books close, a sentinel
+request without `uri` is answered `invalid_request`: answers arrive in the order the
+daemon published them, so every duplicate published until then has been counted.
 
 `run_soak()` is the whole thing as a function, for tests (`tests/e2e/test_soak_short.py`).
 """
@@ -37,6 +41,12 @@ from bench.stack import (
 from bridge.tools.loopback import LoopbackError
 
 # Bytes a confused modem might emit: a cut URC, binary noise, a stray final result.
+# The daemon acks a request once its answer's PUBACK is back: an answer that reached the
+# client just before the broker went may still have left its request unacknowledged.
+REDELIVERY_MARGIN = 0.5
+# The sentinel is answered without a CoAP exchange; a broker restart may delay it.
+SENTINEL_TIMEOUT = 30.0
+
 GARBAGE = b"\r\n+GTCOAPDATA: 1,4,DEAD\x00\xff\xfe garbage \r\nOK\r\n+GTCOAPDA"
 
 
@@ -45,6 +55,8 @@ class Fault:
     at_fraction: float  # of the requests sent
     name: str
     inject: Callable[[Gateway, Mosquitto], None]
+    # The broker redelivers the requests in flight (QoS 1), which are answered again.
+    redelivers: bool = False
 
 
 def _reboot(case: Gateway, broker: Mosquitto) -> None:
@@ -70,7 +82,7 @@ def _swallow_final(case: Gateway, broker: Mosquitto) -> None:
 SCHEDULE = (
     Fault(0.15, "modem reboot", _reboot),
     Fault(0.30, "garbage on the line", _garbage),
-    Fault(0.45, "broker restart (2 s down)", _broker_restart),
+    Fault(0.45, "broker restart (2 s down)", _broker_restart, redelivers=True),
     Fault(0.60, "modem unplugged for 3 s", _unplug),
     Fault(0.75, "final result code swallowed", _swallow_final),
 )
@@ -89,6 +101,16 @@ class SoakReport:
     faults: list[str] = field(default_factory=list)
     elapsed: float = 0.0
     daemon_alive: bool = True
+    # Requests sent when each fault was injected, by fault name.
+    fault_positions: dict[str, int] = field(default_factory=dict)
+    # (request id, kind) of each answer after a request's first; the ids whose repeat
+    # differs in kind from their first answer; the repeated ids no redelivering fault
+    # explains (not in flight while the broker went away, see `_unexplained_repeats`).
+    repeats: list[tuple[str, str]] = field(default_factory=list)
+    differing_repeats: list[str] = field(default_factory=list)
+    unexplained_repeats: list[str] = field(default_factory=list)
+    # The kind of the sentinel's answer ("invalid_request"), "" if it got none.
+    sentinel: str = ""
 
     @property
     def passed(self) -> bool:
@@ -102,13 +124,19 @@ class SoakReport:
             f"ok                 {self.ok}",
             f"errors             {sum(self.errors.values())}" + (f" ({errors})" if errors else ""),
             f"lost               {len(self.lost)}",
-            f"duplicate answers  {self.duplicate_answers}",
+            f"duplicate answers  {self.duplicate_answers}"
+            + (f" ({' '.join(i for i, _ in self.repeats[:20])})" if self.repeats else ""),
             f"duplicate sends    {self.duplicate_sends}",
             f"server renders     {self.server_renders}",
             f"elapsed            {self.elapsed:.1f} s",
             f"daemon alive       {'yes' if self.daemon_alive else 'NO'}",
             "faults             " + ("; ".join(self.faults) or "none"),
+            f"sentinel           {self.sentinel or 'NO ANSWER'}",
         ]
+        if self.differing_repeats:
+            lines.append("differing repeats  " + " ".join(self.differing_repeats[:20]))
+        if self.unexplained_repeats:
+            lines.append("unexplained repeats " + " ".join(self.unexplained_repeats[:20]))
         if self.lost:
             lines.append("lost ids           " + " ".join(self.lost[:20]))
         return "\n".join(lines)
@@ -121,6 +149,24 @@ def _render_counts(server_port: int, tag: str) -> tuple[int, int]:
     return int(hits["total"]), sum(count - 1 for count in repeated.values())
 
 
+def _unexplained_repeats(result: RunResult, windows: Sequence[tuple[float, float]]) -> list[str]:
+    """The repeated ids that were not in flight during a redelivering fault: sent before
+    it was over, first answered after it began (or REDELIVERY_MARGIN before)."""
+    first = {answer.request_id: answer for answer in result.answers}
+
+    def explained(request_id: str) -> bool:
+        answer = first.get(request_id)
+        if answer is None:
+            return False
+        sent_at = answer.received_at - answer.latency
+        return any(
+            sent_at <= end and answer.received_at >= began - REDELIVERY_MARGIN
+            for began, end in windows
+        )
+
+    return sorted({request_id for request_id, _ in result.repeats if not explained(request_id)})
+
+
 def _drive_with_faults(
     case: Gateway,
     broker: Mosquitto,
@@ -129,7 +175,7 @@ def _drive_with_faults(
     request_timeout: float,
     grace: float,
     faults: Sequence[Fault],
-) -> tuple[RunResult, str, list[str]]:
+) -> tuple[RunResult, str, dict[str, int], list[tuple[float, float]], str]:
     def soak_request(index: int, request_id: str) -> dict[str, object]:
         uri = f"coap://soak/soak?id={request_id}"
         return {"method": "GET", "uri": uri, "timeout": request_timeout}
@@ -139,20 +185,28 @@ def _drive_with_faults(
     loop = case.driver.closed_loop(
         requests, in_flight, soak_request, overdue_after=request_timeout + 30
     )
-    injected: list[str] = []
+    injected: dict[str, int] = {}
+    redelivery_windows: list[tuple[float, float]] = []
     pending = list(faults)
     loop.start()
     while loop.sent < requests or pending:
         if pending and loop.sent >= pending[0].at_fraction * requests:
             fault = pending.pop(0)
             print(f"  [{loop.sent}/{requests}] {fault.name}", flush=True)
+            began = time.perf_counter()
             fault.inject(case, broker)
-            injected.append(f"{fault.name} at {loop.sent}")
+            injected[fault.name] = loop.sent
+            if fault.redelivers:
+                redelivery_windows.append((began, time.perf_counter()))
         elif loop.wait(0.1):
             break
         case.daemon.check_alive()
     loop.wait(grace)
-    return loop.result(), loop.tag, injected
+    # The main loop still listens while the sentinel (no `uri`) is answered.
+    sentinel = case.driver.closed_loop(1, 1, lambda index, request_id: {"method": "GET"})
+    settled = sentinel.run(SENTINEL_TIMEOUT)
+    sentinel_kind = settled.answers[0].kind if settled.answers else ""
+    return loop.result(), loop.tag, injected, redelivery_windows, sentinel_kind
 
 
 def run_soak(
@@ -182,7 +236,7 @@ def run_soak(
             started(broker, server),
             gateway(workdir, broker.port, profile, settings, "soak") as case,
         ):
-            result, tag, injected = _drive_with_faults(
+            result, tag, injected, windows, sentinel = _drive_with_faults(
                 case, broker, requests, in_flight, request_timeout, grace, faults
             )
             daemon_alive = case.daemon.alive()
@@ -190,6 +244,7 @@ def run_soak(
     finally:
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+    first_kinds = {answer.request_id: answer.kind for answer in result.answers}
     return SoakReport(
         sent=result.sent,
         answered=result.answered,
@@ -199,9 +254,14 @@ def run_soak(
         duplicate_answers=result.duplicate_answers,
         duplicate_sends=duplicate_sends,
         server_renders=renders,
-        faults=injected,
+        faults=[f"{name} at {position}" for name, position in injected.items()],
         elapsed=time.monotonic() - began,
         daemon_alive=daemon_alive,
+        fault_positions=injected,
+        repeats=result.repeats,
+        differing_repeats=[i for i, kind in result.repeats if first_kinds.get(i) != kind],
+        unexplained_repeats=_unexplained_repeats(result, windows),
+        sentinel=sentinel,
     )
 
 

@@ -101,9 +101,10 @@ class RequestFront(Generic[RequestT]):
         """Requests received but not yet given a slot."""
         return sum(1 for record in self._in_flight.values() if not record.started)
 
-    def publish_unsolicited(self, body: Answer) -> None:
-        """`<base>/unsolicited`, QoS 1, queued (bounded) while the link is down."""
-        self._client.publish(
+    def publish_unsolicited(self, body: Answer) -> asyncio.Future[None]:
+        """`<base>/unsolicited`, QoS 1, queued (bounded) while the link is down; the
+        future completes on the broker's ack (callers need not wait for it)."""
+        return self._client.publish(
             unsolicited_topic(self._base),
             self._answers.encode(None, body),
             content_type=JSON_CONTENT_TYPE,

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.daemon import BridgeStack, BridgeStackFactory
+from tests.fixtures.wait import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -123,7 +124,7 @@ def test_coap_404_is_a_response_not_an_error(stack: BridgeStack) -> None:
 
 def test_unplugged_modem_gives_modem_unavailable(stack: BridgeStack) -> None:
     stack.sim.unplug(3)
-    time.sleep(0.3)  # the daemon notices the port is gone
+    eventually(lambda: not stack.health()["modem"]["ready"], 5, "the daemon saw the port gone")
 
     answer = stack.mqtt.request({"id": "mu-1", "uri": "coap://lab/hello", "timeout": 2})
 
@@ -133,7 +134,8 @@ def test_unplugged_modem_gives_modem_unavailable(stack: BridgeStack) -> None:
 def test_no_free_instance_gives_modem_unavailable(bridge_stack: BridgeStackFactory) -> None:
     stack = bridge_stack(overrides={"modem.max_instances": 1})
     slow = stack.mqtt.send({"id": "busy-1", "uri": "coap://lab/slow?3", "timeout": 10})
-    time.sleep(0.5)  # the only instance is now held by the slow exchange with lab
+    # The only instance is now held by the slow exchange with lab.
+    eventually(lambda: stack.sim.stats()["datagrams_out"] >= 1, 5, "the slow request sent")
 
     answer = stack.mqtt.request({"id": "mu-2", "uri": "coap://rst/x", "timeout": 1})
 

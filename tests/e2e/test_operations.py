@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ import pytest
 from tests.fixtures.daemon import BridgeStackFactory
 from tests.fixtures.mosquitto import MosquittoFactory, TlsFiles
 from tests.fixtures.simulator import REPO_ROOT
+from tests.fixtures.wait import eventually
 from tests.ops.notify import NotifySocket
 
 pytestmark = pytest.mark.timeout(90)
@@ -23,13 +24,6 @@ def notify() -> Iterator[NotifySocket]:
     listener = NotifySocket()
     yield listener
     listener.close()
-
-
-def eventually(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not reached within {timeout:g} s"
-        time.sleep(0.05)
 
 
 def test_check_config_reports_a_control_character_with_its_line(tmp_path: Path) -> None:
@@ -60,7 +54,8 @@ def test_reload_with_a_control_character_is_refused_and_ends(
     notify.wait_for(lambda m: m == "READY=1")
     eventually(
         lambda: "control character U+0000" in (stack.health()["config"]["error"] or ""),
-        what="health.config.error naming the control character",
+        10,
+        "health.config.error naming the control character",
     )
     assert stack.process is not None
     assert stack.process.poll() is None
@@ -141,15 +136,17 @@ def test_a_good_reload_clears_the_refusal_and_a_stop_leaves_health_offline(
 ) -> None:
     stack = bridge_stack(daemon_env=notify.env)
     serving = notify.wait_for(lambda m: m.startswith("STATUS=serving"))
-    eventually(lambda: stack.health()["state"] == "online", what="health online")
+    eventually(lambda: stack.health()["state"] == "online", 10, "health online")
 
     stack.reload({"coap.max_in_flight": 0})
     stack.wait_log("reload refused")
-    eventually(lambda: notify.statuses()[-1].startswith("reload refused: "))
+    eventually(
+        lambda: notify.statuses()[-1].startswith("reload refused: "), 10, "reload refused STATUS"
+    )
     stack.reload({"coap.max_in_flight": None, "coap.default_timeout": 6})  # applied live
     stack.wait_log("applied live")
-    eventually(lambda: stack.health()["config"]["error"] is None, what="config.error cleared")
-    eventually(lambda: "STATUS=" + notify.statuses()[-1] == serving, what="serving STATUS")
+    eventually(lambda: stack.health()["config"]["error"] is None, 10, "config.error cleared")
+    eventually(lambda: "STATUS=" + notify.statuses()[-1] == serving, 10, "serving STATUS")
 
     assert stack.stop_daemon() == 0
     health = stack.health()
@@ -175,7 +172,8 @@ def test_ready_comes_at_start_while_the_modem_is_missing(
     assert time.monotonic() - started < _unit_seconds("TimeoutStartSec") / 3
     eventually(
         lambda: any(s.startswith("waiting for the modem") for s in notify.statuses()),
-        what="STATUS naming the modem wait",
+        10,
+        "STATUS naming the modem wait",
     )
     # Not serving: nothing says online.
     status_topic = f"{stack.base}/status"
@@ -192,18 +190,19 @@ def test_ready_at_start_then_serving_once_the_broker_comes(
     notify.wait_for(lambda m: m == "READY=1", timeout=_unit_seconds("TimeoutStartSec") / 3)
     eventually(
         lambda: any(s.startswith("connecting to MQTT broker") for s in notify.statuses()),
-        what="STATUS naming the broker wait",
+        10,
+        "STATUS naming the broker wait",
     )
     assert not any(s.startswith("serving") for s in notify.statuses())
 
     stack.broker.start()
     eventually(
         lambda: any(s.startswith("serving") for s in notify.statuses()),
-        timeout=40,
-        what="serving STATUS",
+        40,
+        "serving STATUS",
     )
     # The health published on connect may predate the subscription's grant: poll.
-    eventually(lambda: stack.health()["state"] == "online", what="health online")
+    eventually(lambda: stack.health()["state"] == "online", 10, "health online")
     answer = stack.mqtt.request({"id": "after-broker", "uri": "coap://lab/hello"})
     assert answer.body["ok"] is True
 

@@ -35,6 +35,10 @@ from tests.fixtures.mosquitto import MosquittoBroker, TlsFiles
 BASE = "cb/gw1"
 
 
+# The ids of `Peer.settle()`'s sentinel requests (a handler sees them as calls).
+SENTINEL_PREFIX = "sentinel-"
+
+
 class Peer:
     """A real paho client on its own network thread, as an application would use."""
 
@@ -111,6 +115,20 @@ class Peer:
     async def receive_json(self, wait: float = 5.0) -> tuple[str, dict[str, Any]]:
         message = await self.receive(wait)
         return message.topic, json.loads(message.payload)
+
+    async def settle(self, wait: float = 5.0) -> list[paho.MQTTMessage]:
+        """Publish a sentinel request (`SENTINEL_PREFIX`...) and return what arrives before
+        its answer. The front publishes its answers in order on one connection, so by
+        then any answer it published earlier has arrived: no sleep to see that nothing
+        more came. Needs a subscription to `<base>/response/#`."""
+        sentinel = f"{SENTINEL_PREFIX}{uuid.uuid4().hex[:8]}"
+        self.request({"id": sentinel})
+        extra = []
+        while True:
+            message = await self.receive(wait)
+            if message.topic == f"{BASE}/response/{sentinel}":
+                return extra
+            extra.append(message)
 
     async def quiet(self, seconds: float) -> list[paho.MQTTMessage]:
         """Whatever arrives within `seconds` (to check that nothing more comes)."""
@@ -233,3 +251,8 @@ async def running_front(
             async with asyncio.timeout(5):
                 await client.wait_connected()
         yield client, front
+
+
+def served(handler: EchoHandler) -> list[str]:
+    """The handler's calls but for `Peer.settle()`'s sentinels."""
+    return [call for call in handler.calls if not call.startswith(SENTINEL_PREFIX)]

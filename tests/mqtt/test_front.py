@@ -11,7 +11,7 @@ from bridge.mqtt import MqttProtocol
 from tests.fixtures.modem import eventually
 from tests.fixtures.mosquitto import MosquittoBroker
 from tests.mqtt.conftest import PeerFactory
-from tests.mqtt.helpers import BASE, EchoHandler, client_settings, running_front
+from tests.mqtt.helpers import BASE, EchoHandler, client_settings, running_front, served
 
 
 async def test_mqtt5_response_topic_and_correlation_data(
@@ -117,7 +117,7 @@ async def test_handler_error_becomes_one_error_object(
     async with running_front(client_settings(mosquitto), EchoHandler()) as (_, front):
         peer.request({"id": "t1", "fail": True})
         _, answer = await peer.receive_json()
-        assert await peer.quiet(0.2) == []
+        assert await peer.settle() == []
         assert (front.counters.errors, front.counters.timeouts) == (1, 1)
     assert answer["error"]["kind"] == "timeout"
 
@@ -129,19 +129,19 @@ async def test_redelivered_id_is_served_once_and_answered_twice(
     peer.subscribe(f"{BASE}/response/#")
     handler = EchoHandler(gate=asyncio.Event())
     assert handler.gate is not None
-    async with running_front(client_settings(mosquitto), handler):
+    async with running_front(client_settings(mosquitto), handler) as (_, front):
         # Second copy while the first is in flight: it attaches to it.
         peer.request({"id": "d1", "payload": 1})
         await asyncio.wait_for(handler.started.get(), 5)
         peer.request({"id": "d1", "payload": 1})
-        await asyncio.sleep(0.2)
+        await eventually(lambda: front.counters.dedupe_hits == 1)
         handler.gate.set()
         first = [await peer.receive_json(), await peer.receive_json()]
         # Third copy after the answer: from the dedupe cache.
         peer.request({"id": "d1", "payload": 1})
         third = await peer.receive_json()
-        assert await peer.quiet(0.2) == []
-    assert handler.calls == ["d1"]
+        assert await peer.settle() == []
+    assert served(handler) == ["d1"]
     assert [answer for _, answer in [*first, third]] == [{"id": "d1", "ok": True, "payload": 1}] * 3
 
 
@@ -155,8 +155,8 @@ async def test_back_pressure_bounds_concurrency_and_answers_all(
     async with running_front(client_settings(mosquitto), handler, max_in_flight=2) as (_, front):
         for index in range(20):
             peer.request({"id": f"bp{index}"})
-        await asyncio.sleep(0.3)
-        assert handler.active == 2
+        # All taken, two of them being served (and never more, see max_active below).
+        await eventually(lambda: front.counters.requests == 20 and handler.active == 2)
         assert front.waiting == 18
         handler.gate.set()
         answers = {(await peer.receive_json())[1]["id"] for _ in range(20)}
@@ -181,7 +181,7 @@ async def test_observe_streams_until_cancelled(
         peer.request({"id": "o1", "cancel": True})
         while "error" not in (answer := (await peer.receive_json())[1]):
             pass
-        assert await peer.quiet(0.2) == []
+        assert await peer.settle() == []
         assert front.serving == 0
     assert [n["observe"] for n in notifications] == [0, 1, 2]
     assert answer == {
@@ -221,9 +221,14 @@ async def test_health_unsolicited_and_status(
     mosquitto: MosquittoBroker, peer_factory: PeerFactory
 ) -> None:
     peer = peer_factory(mosquitto)
+    watcher = peer_factory(mosquitto)
+    watcher.subscribe(f"{BASE}/health")
     async with running_front(client_settings(mosquitto), EchoHandler()) as (_, front):
-        front.publish_unsolicited({"datagram": "hex:40"})
-        await asyncio.sleep(0.2)
+        # The health of the connect is at the broker (and retained) once it reached the
+        # watcher, whether live or retained.
+        await watcher.receive()
+        # At the broker before anyone subscribes: not retained, so never delivered.
+        await asyncio.wait_for(front.publish_unsolicited({"datagram": "hex:40"}), 5)
         peer.subscribe(f"{BASE}/status")
         peer.subscribe(f"{BASE}/health")
         status = await peer.receive()

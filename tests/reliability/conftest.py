@@ -3,9 +3,14 @@
 `Ledger` is an MQTT 5 client with a persistent session that re-subscribes on every
 connect, so it rides out broker restarts without losing answers, and records every
 answer under its request id. The tests publish a batch, wait until every id has an
-answer, wait a little longer for duplicates, then check the books: one answer per id,
-of an expected kind, and (through `/count?id=<id>` on the e2e CoAP server) at most one
-exchange per id reaching the CoAP server.
+answer, then for the answer to a sentinel request (below), then check the books: one
+answer per id, of an expected kind, and (through `/count?id=<id>` on the e2e CoAP
+server) at most one exchange per id reaching the CoAP server.
+
+The sentinel is a request without `uri`, which the daemon answers `invalid_request` at
+once. Answers reach the ledger in the order the daemon published them (one connection,
+one subscription, QoS 1), so once the sentinel's answer is in, any duplicate the daemon
+published for an earlier request is in too: no sleep is needed to see duplicates.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from tests.fixtures.contract import CONTRACT, ContractViolation
 from tests.fixtures.daemon import BridgeStack
 from tests.fixtures.mosquitto import MosquittoBroker
 from tests.fixtures.mqtt_client import paho_client, start_client, stop_client
+from tests.fixtures.wait import eventually
 
-# Seconds to keep listening after the last expected answer: a duplicate shows up here.
-SETTLE = 0.5
+# How long the sentinel's answer may take: it is answered without a CoAP exchange, but
+# after a broker restart it waits for the daemon's reconnect like any request.
+SENTINEL_TIMEOUT = 30.0
 
 
 class Ledger:
@@ -42,6 +49,8 @@ class Ledger:
         self.answers: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
         self.topics: dict[str | None, list[str]] = defaultdict(list)
         self.other: list[tuple[str, bytes]] = []
+        # Answers by the Correlation Data of their request (`publish_correlated`).
+        self.correlated: dict[bytes, list[Any]] = defaultdict(list)
         self.violations: list[str] = []  # answers off docs/asyncapi.yaml
         self.received = 0  # every message on <base>/response/#, ever
         self._condition = threading.Condition()
@@ -87,10 +96,13 @@ class Ledger:
             violation = None
         except ContractViolation as exc:
             violation = str(exc)
+        correlation = getattr(message.properties, "CorrelationData", None)
         with self._condition:
             if violation is not None:
                 self.violations.append(violation)
             self.received += 1
+            if correlation is not None:
+                self.correlated[bytes(correlation)].append(body)
             if isinstance(body, dict) and "id" in body:
                 request_id = body["id"] if isinstance(body["id"], str) else None
                 self.answers[request_id].append(body)
@@ -105,6 +117,24 @@ class Ledger:
         """QoS 1 on `<base>/request`; while the broker is down paho keeps it for later."""
         self._client.publish(f"{self.base}/request", payload, qos=1, properties=properties)
 
+    def publish_correlated(self, payload: bytes | str, correlation: bytes) -> None:
+        """Publish with MQTT 5 Correlation Data, which the daemon echoes on the answer:
+        the answer is matched to this very publish, whatever its payload."""
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.CorrelationData = correlation
+        self.publish(payload, properties)
+
+    def wait_correlated(self, correlation: bytes, timeout: float) -> Any:
+        """The first answer carrying `correlation`, waited for up to `timeout` s."""
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while not self.correlated.get(correlation):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"no answer to {correlation!r} within {timeout:g} s")
+                self._condition.wait(remaining)
+            return self.correlated[correlation][0]
+
     def request(self, request_id: str, uri: str, **fields: Any) -> str:
         self.publish(json.dumps({"id": request_id, "method": "GET", "uri": uri, **fields}))
         return request_id
@@ -118,9 +148,25 @@ class Ledger:
 
     # -- books ---------------------------------------------------------------------------
 
-    def wait_answered(self, ids: Iterable[str | None], timeout: float) -> None:
-        """Wait until every id has an answer, then `SETTLE` s more for duplicates."""
-        wanted = list(ids)
+    def wait_answered(
+        self, ids: Iterable[str | None], timeout: float, *, settle: bool = True
+    ) -> None:
+        """Wait until every id has an answer, then for the sentinel's (see the module);
+        `settle=False` while no daemon runs to answer a sentinel."""
+        self._wait_for(list(ids), timeout)
+        if settle:
+            self.settle()
+
+    def settle(self, timeout: float = SENTINEL_TIMEOUT) -> None:
+        """Publish a sentinel request and wait for its `invalid_request`: every answer the
+        daemon published before it has then arrived, duplicates included."""
+        sentinel = f"sentinel-{uuid.uuid4().hex[:8]}"
+        self.publish(json.dumps({"id": sentinel, "method": "GET"}))
+        self._wait_for([sentinel], timeout)
+        answer = self.single(sentinel)
+        assert answer.get("error", {}).get("kind") == "invalid_request", answer
+
+    def _wait_for(self, wanted: list[str | None], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with self._condition:
             while missing := [i for i in wanted if not self.answers.get(i)]:
@@ -131,7 +177,11 @@ class Ledger:
                         f"{timeout:g} s: {missing[:10]}"
                     )
                 self._condition.wait(remaining)
-        time.sleep(SETTLE)
+
+    def unanswered(self, ids: Iterable[str]) -> list[str]:
+        """The ids that have no answer yet."""
+        with self._condition:
+            return [i for i in ids if not self.answers.get(i)]
 
     def single(self, request_id: str | None) -> dict[str, Any]:
         """The one answer of `request_id` (AssertionError if none or several)."""
@@ -197,21 +247,49 @@ def assert_serving(
     After a modem fault the daemon answers `modem_unavailable` at once until bring-up is
     done (failing fast is the contract), so those answers are followed by another try.
     """
-    deadline = time.monotonic() + within
-    while True:
+
+    def served() -> bool:
         assert stack.process is not None
         assert stack.process.poll() is None, stack.daemon_log()[-3000:]
         request_id = f"{tag}-{uuid.uuid4().hex[:6]}"
         book.request(request_id, "coap://lab/hello")
-        book.wait_answered([request_id], timeout=max(1.0, deadline - time.monotonic()))
+        book.wait_answered([request_id], timeout=within)
         answer = book.single(request_id)
         if answer["ok"] is True:
-            return
-        kind = answer.get("error", {}).get("kind")
-        assert kind == "modem_unavailable", answer
-        assert time.monotonic() < deadline, f"still {answer} after {within:g} s"
-        time.sleep(0.3)
+            return True
+        assert answer.get("error", {}).get("kind") == "modem_unavailable", answer
+        return False
+
+    eventually(served, within, "a fresh request answered with a CoAP response", interval=0.3)
 
 
 def server_hits(stack: BridgeStack, ids: Iterable[str]) -> dict[str, int]:
     return {request_id: stack.coap.hits(request_id) for request_id in ids}
+
+
+def wait_server_saw(stack: BridgeStack, ids: Iterable[str], count: int, within: float = 15) -> None:
+    """Wait until the CoAP server has seen at least `count` of `ids` (a fault injected
+    then catches the others, or their responses, on the way)."""
+    wanted = list(ids)
+    eventually(
+        lambda: sum(1 for hits in server_hits(stack, wanted).values() if hits) >= count,
+        within,
+        f"the CoAP server saw {count} of {len(wanted)} requests",
+    )
+
+
+def wait_health(
+    stack: BridgeStack, holds: Callable[[dict[str, Any]], bool], what: str, within: float = 15
+) -> dict[str, Any]:
+    """Wait for a published health object for which `holds(health)`; returns it."""
+    found: list[dict[str, Any]] = []
+
+    def check() -> bool:
+        found[:] = [stack.health()]
+        return holds(found[0])
+
+    try:
+        eventually(check, within, what, interval=0.2)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last health: {found[:1]}") from None
+    return found[0]

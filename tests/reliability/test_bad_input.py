@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import string
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,39 +39,57 @@ HYPOTHESIS = settings(
 
 
 class Counted:
-    """Publishes one message at a time and waits for the one answer it must get."""
+    """Publishes one message at a time, each with its own MQTT 5 Correlation Data, and
+    waits for the one answer it must get; the books match every answer to its publish."""
 
     def __init__(self, stack: BridgeStack, book: Ledger) -> None:
         self.stack = stack
         self.book = book
-        self.published = 0
+        # Correlation Data -> the id the answer must carry: the request's, or None when
+        # the daemon may refuse it as unusable.
+        self.published: dict[bytes, str | None] = {}
 
-    def total(self) -> int:
-        return self.book.received
-
-    def exchange(self, payload: bytes, within: float = 10.0) -> None:
-        before = self.total()
-        self.published += 1
-        self.book.publish(payload)
-        deadline = time.monotonic() + within
-        while self.total() <= before:
-            assert time.monotonic() < deadline, f"no answer within {within:g} s to {payload!r:.300}"
-            time.sleep(0.005)
+    def exchange(self, payload: bytes, within: float = 10.0) -> Any:
+        """Publish `payload` and return its answer."""
+        correlation = f"pub-{len(self.published)}".encode()
+        self.published[correlation] = _request_id(payload)
+        self.book.publish_correlated(payload, correlation)
+        try:
+            return self.book.wait_correlated(correlation, within)
+        except AssertionError:
+            raise AssertionError(f"no answer within {within:g} s to {payload!r:.300}") from None
 
     def check_books(self) -> None:
-        time.sleep(0.5)  # late duplicates would land here
+        self.book.settle()  # every answer published so far has arrived, duplicates too
         assert self.book.other == [], self.book.other[:5]
-        assert self.total() == self.published
-        for answers in self.book.answers.values():
-            for answer in answers:
-                assert isinstance(answer.get("ok"), bool), answer
-                if "error" in answer:
-                    assert answer["ok"] is False
-                    assert answer["error"]["kind"] in ERROR_KINDS, answer
-                    assert isinstance(answer["error"]["message"], str), answer
+        correlated = dict(self.book.correlated)
+        strays = sorted(set(correlated) - set(self.published))
+        assert strays == [], f"answers to nothing published: {strays[:5]}"
+        for correlation, request_id in self.published.items():
+            answers = correlated.get(correlation, [])
+            assert len(answers) == 1, f"{correlation!r}: {len(answers)} answers: {answers}"
+            answer = answers[0]
+            assert isinstance(answer, dict), answer
+            # The request's own id is echoed, or null when it was not usable.
+            assert answer.get("id") in (request_id, None), (request_id, answer)
+            assert isinstance(answer.get("ok"), bool), answer
+            if "error" in answer:
+                assert answer["ok"] is False
+                assert answer["error"]["kind"] in ERROR_KINDS, answer
+                assert isinstance(answer["error"]["message"], str), answer
         log = self.stack.daemon_log()
         assert "Traceback" not in log, log[-4000:]
         assert " ERROR " not in log, log[-4000:]
+
+
+def _request_id(payload: bytes) -> str | None:
+    """The `id` a published payload carries, if it is a JSON object with a string id."""
+    try:
+        body = json.loads(payload)
+    except (ValueError, RecursionError):  # the deeply nested cases
+        return None
+    request_id = body.get("id") if isinstance(body, dict) else None
+    return request_id if isinstance(request_id, str) else None
 
 
 @pytest.fixture

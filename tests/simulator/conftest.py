@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import cast
 
@@ -17,6 +18,7 @@ class UdpEcho(asyncio.DatagramProtocol):
 
     def __init__(self) -> None:
         self.received: list[bytes] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each datagram
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -25,6 +27,7 @@ class UdpEcho(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.received.append(data)
+        self.arrivals.append(time.monotonic())
         assert self.transport is not None
         self.transport.sendto(data, addr)
 

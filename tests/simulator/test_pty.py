@@ -6,12 +6,14 @@ import asyncio
 import os
 import re
 import time
+from collections.abc import Callable
 
 import aiocoap
 import pytest
 
 from bridge.simulator import L610Simulator
 from bridge.simulator.dialect import PDP_ADDRESS
+from tests.fixtures.modem import eventually
 from tests.fixtures.simulator import SimulatorFactory
 from tests.simulator.conftest import UdpEcho
 from tests.simulator.raw_port import RawPort
@@ -155,10 +157,14 @@ async def test_latency_is_added_each_way(
         coap_id = await open_instance(port, "127.0.0.1", udp_echo.port)
         started = time.monotonic()
         assert await port.command(f'AT+GTCOAPSEND={coap_id},1,"AA"') == ["OK"]
-        await asyncio.sleep(0.15)
-        assert udp_echo.received == [b"\xaa"]  # after one latency
-        await port.read_until(b"+GTCOAPDATA: 1,1,AA\r\n")
-        assert 0.2 <= time.monotonic() - started < 0.6
+        await port.read_until(b"+GTCOAPDATA: 1,1,AA\r\n", within=3.0)
+        returned = time.monotonic()
+        assert udp_echo.received == [b"\xaa"]
+        # At least one latency out, and one more back from the echo's arrival. (Lower
+        # bounds only: a loaded machine makes both later, never earlier.)
+        (arrived,) = udp_echo.arrivals
+        assert arrived - started >= 0.1
+        assert returned - arrived >= 0.1
     finally:
         port.close()
 
@@ -171,7 +177,11 @@ async def run_lossy_exchange(factory: SimulatorFactory, echo: UdpEcho, seed: int
         coap_id = await open_instance(port, "127.0.0.1", echo.port)
         sends = [f'AT+GTCOAPSEND={coap_id},1,"{index:02X}"\r' for index in range(40)]
         await port.write("".join(sends).encode())
-        await asyncio.sleep(0.3)
+        await port.wait_count(b"\r\nOK\r\n", 40)
+        # Every datagram went out and was either lost (either way) or came back as a
+        # URC, which the port has read.
+        await eventually(lambda: sim.stats.datagrams_lost + sim.stats.urcs == 40)
+        await port.wait_count(b"+GTCOAPDATA: ", sim.stats.urcs)
         text = port.received.decode()
         assert text.count("OK") == 40
         returned = {int(hex_data, 16) for hex_data in re.findall(r"\+GTCOAPDATA: 1,1,(..)", text)}
@@ -262,13 +272,14 @@ async def test_swallowed_final_and_urc_mid_reply_over_the_pty(
     simulator.swallow_next_final()
     await raw_port.write(b"AT+CSQ\r")
     assert await raw_port.read_until(b"+CSQ: 24,99\r\n") == b"\r\n+CSQ: 24,99\r\n"
-    await asyncio.sleep(0.05)
-    assert raw_port.received == b""
+    # No OK follows, now or later: the next command's reply would start with it.
     simulator.urc_mid_reply("+GTCOAPDATA: 1,1,00")
     assert await raw_port.command("AT+CGMM") == ["L610", "+GTCOAPDATA: 1,1,00", "OK"]
 
 
-async def test_output_is_paced_to_the_baud_rate(simulator_factory: SimulatorFactory) -> None:
+async def test_output_is_paced_to_the_baud_rate(
+    simulator_factory: SimulatorFactory, record_property: Callable[[str, object], None]
+) -> None:
     sim = await simulator_factory(baud=9600)
     port = RawPort(sim.port_path)
     try:
@@ -277,8 +288,12 @@ async def test_output_is_paced_to_the_baud_rate(simulator_factory: SimulatorFact
         await port.read_until(b"x")
         started = time.monotonic()
         await port.read_until(b"\r\n", within=3.0)
-        rate = (len(payload) - 1) / (time.monotonic() - started)
-        assert 800 <= rate <= 1150  # 960 bytes/s
+        elapsed = time.monotonic() - started
+        record_property("output_bytes_per_second", round((len(payload) - 1) / elapsed))
+        # 960 bytes/s at most (a lower bound on the time: a slow machine only adds to it),
+        # and in many pieces, not one burst.
+        assert elapsed >= (len(payload) - 1) / 1150
+        assert len(port.reads) >= 10
     finally:
         port.close()
 
@@ -293,14 +308,17 @@ async def test_input_is_paced_to_the_baud_rate(simulator_factory: SimulatorFacto
         await port.write(line)
         assert await port.read_final(within=3.0) == b"\r\nERROR\r\n"
         elapsed = time.monotonic() - started
-        # 958 bytes in at 960 bytes/s, then 9 bytes out.
-        assert 0.8 <= elapsed <= 1.4
+        # 958 bytes in at 960 bytes/s, then 9 bytes out: a second at least.
+        assert elapsed >= 0.8
     finally:
         port.close()
 
 
-async def test_unthrottled_thousands_of_exchanges_per_second(
-    simulator: L610Simulator, raw_port: RawPort, udp_echo: UdpEcho
+async def test_unthrottled_pipelined_exchanges_all_come_back(
+    simulator: L610Simulator,
+    raw_port: RawPort,
+    udp_echo: UdpEcho,
+    record_property: Callable[[str, object], None],
 ) -> None:
     await bring_up(raw_port)
     coap_id = await open_instance(raw_port, "127.0.0.1", udp_echo.port)
@@ -319,8 +337,8 @@ async def test_unthrottled_thousands_of_exchanges_per_second(
         raw_port.received.clear()
         assert window_output.count(urc) == window
         assert len(window_output) == window * (len(urc) + len(b"\r\nOK\r\n"))
-    elapsed = time.monotonic() - started
-    assert window * windows / elapsed > 1500
+    # Recorded, not asserted: a figure for the reader (thousands a second here).
+    record_property("exchanges_per_second", round(window * windows / (time.monotonic() - started)))
     assert simulator.stats.urcs == window * windows
 
 
@@ -345,8 +363,11 @@ async def test_no_sim_and_late_registration(simulator_factory: SimulatorFactory)
     port = RawPort(late.port_path)
     try:
         assert await port.command("AT+CEREG?") == ["AT+CEREG?", "+CEREG: 0,2", "OK"]
-        await asyncio.sleep(0.35)
-        assert await port.command("AT+CEREG?") == ["AT+CEREG?", "+CEREG: 0,1", "OK"]
+        started = time.monotonic()
+        while (reply := await port.command("AT+CEREG?")) != ["AT+CEREG?", "+CEREG: 0,1", "OK"]:
+            assert reply == ["AT+CEREG?", "+CEREG: 0,2", "OK"], reply
+            assert time.monotonic() - started < 3, "not registered within 3 s"
+            await asyncio.sleep(0.02)
     finally:
         port.close()
 
