@@ -35,9 +35,12 @@ class Lane:
     coap: ModemCoap
     # Futures of requests in flight here, resolved when the modem goes down.
     down_waiters: set[asyncio.Future[None]] = field(default_factory=set)
+    # Requests placed here and not finished: counted at placement, before their task
+    # runs, so that a burst arriving at once is spread too.
+    placed: int = 0
 
     def load(self) -> tuple[int, int]:
-        return (self.coap.in_flight, self.driver.line_backlog)
+        return (self.placed, self.driver.line_backlog)
 
     def went_down(self) -> None:
         for waiter in self.down_waiters:
@@ -135,11 +138,13 @@ class ModemRouter:
             # Milliseconds: a request placed at once keeps the timeout error messages quote.
             remaining = max(round(deadline - loop.time(), 3), 0.001)
             token = current_modem.set(lane.name)
+            lane.placed += 1
             try:
                 if modem is not None or len(self._names) == 1:
                     return await lane.coap.request(attempt, timeout=remaining, oscore=oscore)
                 response, down = await self._attempt(lane, attempt, remaining, oscore)
             finally:
+                lane.placed -= 1
                 current_modem.reset(token)
             if not down:
                 return response
