@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiocoap
 import paho.mqtt.client as mqtt
@@ -35,6 +35,7 @@ from bench.coap_server import APPLICATION_JSON, SMALL_BODY
 from bench.stack import Child, StackError, cpu_seconds
 from bridge.coap import ModemCoap
 from bridge.modem.driver import Datagram
+from bridge.modem.health import ModemHealth
 
 REQUEST_TOPIC = "floor/request"
 ANSWER_TOPIC = "floor/answer"
@@ -151,15 +152,46 @@ def _drive_echo(port: int, count: int, in_flight: int) -> None:
 class _AnsweringModem:
     """A `ModemDriver` whose every datagram is answered at once with the bench's body."""
 
+    name = "floor"
+    model = "floor"
     generation = 1
     ready = True
     port = "floor"
     max_datagram = 512
     block_size_exp = 4
+    line_backlog = 0
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._handler: Callable[[Datagram], None] | None = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    def health(self) -> ModemHealth:
+        return ModemHealth(
+            port=self.port,
+            model=self.model,
+            firmware="",
+            imei="",
+            ready=True,
+            registered=True,
+            rssi_dbm=None,
+            ip=None,
+            resets=0,
+            malformed_urcs=0,
+            unknown_lines=0,
+            datagrams_in=0,
+            generation=self.generation,
+            state="ready",
+            at_commands=0,
+            at_timeouts=0,
+            bytes_in=0,
+            bytes_out=0,
+        )
 
     async def wait_ready(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         return None

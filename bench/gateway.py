@@ -1,14 +1,16 @@
-"""One gateway under test: a simulator, the daemon on its pty, and a driver on the broker."""
+"""One gateway under test: a simulator per modem, the daemon on their ptys, and a driver on
+the broker."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.driver import DriverError, MqttDriver, RequestFactory, RunResult
 from bench.stack import (
+    MODEM_NAMES,
     Daemon,
     DaemonSettings,
     LinkProfile,
@@ -17,6 +19,7 @@ from bench.stack import (
     daemon_config,
     started,
 )
+from bridge.config.modems import SINGLE_MODEM_NAME
 
 ONLINE_TIMEOUT = 60.0
 
@@ -39,30 +42,71 @@ class LineUse:
     def busier(self) -> int:
         return max(self.to_modem, self.from_modem)
 
-
-@dataclass
-class Gateway:
-    simulator: Simulator
-    daemon: Daemon
-    driver: MqttDriver
-
-    def measure(
-        self, count: int, in_flight: int, make_request: RequestFactory
-    ) -> tuple[RunResult, LineUse]:
-        """One closed-loop run, with the pty bytes it caused."""
-        before = self.simulator.stats()
-        result = self.driver.closed_loop(count, in_flight, make_request).run(
-            timeout=120 + count / 5
+    def __add__(self, other: LineUse) -> LineUse:
+        return LineUse(
+            self.to_modem + other.to_modem,
+            self.from_modem + other.from_modem,
+            self.commands + other.commands,
+            self.sends + other.sends,
         )
-        after = self.simulator.stats()
-        self.daemon.check_alive()
-        line = LineUse(
+
+    @staticmethod
+    def between(before: Mapping[str, int], after: Mapping[str, int]) -> LineUse:
+        """What a run added to one simulator's counters (`SimulatorControl.stats()`)."""
+        return LineUse(
             to_modem=after["bytes_in"] - before["bytes_in"],
             from_modem=after["bytes_out"] - before["bytes_out"],
             commands=after["commands"] - before["commands"],
             sends=after["datagrams_out"] - before["datagrams_out"],
         )
-        return result, line
+
+
+def total(lines: Sequence[LineUse]) -> LineUse:
+    return sum(lines, LineUse(0, 0))
+
+
+def send_shares(lines: Sequence[LineUse]) -> list[float]:
+    """Each line's share of the datagrams sent on all of them (NaN where none were)."""
+    sends = sum(line.sends for line in lines)
+    return [line.sends / sends if sends else float("nan") for line in lines]
+
+
+@dataclass
+class Gateway:
+    simulators: tuple[Simulator, ...]  # one per modem, in the order of the config
+    daemon: Daemon
+    driver: MqttDriver
+
+    @property
+    def simulator(self) -> Simulator:
+        """The (first) modem's simulator."""
+        return self.simulators[0]
+
+    @property
+    def modem_names(self) -> tuple[str, ...]:
+        """The modems' names in the daemon config (`modem` alone for a one-modem config)."""
+        if len(self.simulators) == 1:
+            return (SINGLE_MODEM_NAME,)
+        return MODEM_NAMES[: len(self.simulators)]
+
+    def measure(
+        self, count: int, in_flight: int, make_request: RequestFactory
+    ) -> tuple[RunResult, LineUse]:
+        """One closed-loop run, with the pty bytes it caused (on every modem's line)."""
+        result, lines = self.measure_lines(count, in_flight, make_request)
+        return result, total(lines)
+
+    def measure_lines(
+        self, count: int, in_flight: int, make_request: RequestFactory
+    ) -> tuple[RunResult, list[LineUse]]:
+        """One closed-loop run, with the pty bytes it caused on each modem's line."""
+        before = [simulator.stats() for simulator in self.simulators]
+        result = self.driver.closed_loop(count, in_flight, make_request).run(
+            timeout=120 + count / 5
+        )
+        after = [simulator.stats() for simulator in self.simulators]
+        self.daemon.check_alive()
+        return result, [LineUse.between(*pair) for pair in zip(before, after, strict=True)]
 
     def warm_up(self, count: int, in_flight: int, make_request: RequestFactory) -> None:
         """Requests whose figures are thrown away: imports, instance opens, caches."""
@@ -77,14 +121,19 @@ def gateway(
     settings: DaemonSettings,
     tag: str,
     profile_dir: Path | None = None,
+    *,
+    modems: int = 1,
 ) -> Iterator[Gateway]:
-    """Start a simulator and a daemon, wait until the daemon reports online.
+    """Start `modems` simulators (each with `profile`) and a daemon on their ptys, wait
+    until the daemon reports online (one modem up: see `Gateway.modem_names` to wait for
+    the others).
 
     With `profile_dir`, the daemon runs under cProfile and leaves its statistics there.
     """
-    simulator = Simulator(workdir, profile, tag)
-    with started(simulator):
-        config = daemon_config(simulator.port_path, mqtt_port, settings)
+    tags = [tag] if modems == 1 else [f"{tag}{name}" for name in MODEM_NAMES[:modems]]
+    simulators = tuple(Simulator(workdir, profile, each) for each in tags)
+    with started(*simulators):
+        config = daemon_config([each.port_path for each in simulators], mqtt_port, settings)
         daemon = Daemon(workdir, config, tag, profile_dir)
         with MqttDriver(mqtt_port) as driver:
             driver.clear_status()
@@ -93,4 +142,4 @@ def gateway(
                     driver.wait_online(ONLINE_TIMEOUT, daemon.check_alive)
                 except DriverError as exc:
                     raise StackError(f"{exc}; daemon log:\n{daemon.log_tail()}") from exc
-                yield Gateway(simulator, daemon, driver)
+                yield Gateway(simulators, daemon, driver)

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -305,7 +305,31 @@ class DaemonSettings:
 BASE_TOPIC = "coap-bridge/bench"
 
 
-def daemon_config(pty_path: str, mqtt_port: int, settings: DaemonSettings) -> str:
+# The names of the modems of a several-modem config, in the order of their ptys.
+MODEM_NAMES = tuple("abcdefgh")
+
+
+def modem_section(pty_paths: Sequence[str], max_instances: int) -> str:
+    """`modem:` for one pty, else a `modems:` list naming them a, b, ..."""
+    if not pty_paths or len(pty_paths) > len(MODEM_NAMES):
+        raise StackError(f"{len(pty_paths)} modems: the bench names 1 to {len(MODEM_NAMES)}")
+    keys = (
+        "baudrate: 115200\n",
+        "command_timeout: 5\n",
+        f"max_instances: {max_instances}\n",
+        "instance_idle_close: 300\n",
+    )
+    if len(pty_paths) == 1:
+        return f"modem:\n  port: {pty_paths[0]}\n" + "".join(f"  {key}" for key in keys)
+    return "modems:\n" + "".join(
+        f"  - name: {name}\n    port: {path}\n" + "".join(f"    {key}" for key in keys)
+        for name, path in zip(MODEM_NAMES, pty_paths, strict=False)
+    )
+
+
+def daemon_config(pty_path: str | Sequence[str], mqtt_port: int, settings: DaemonSettings) -> str:
+    """The daemon's config; several ptys make a `modems:` list (see `modem_section`)."""
+    pty_paths = [pty_path] if isinstance(pty_path, str) else list(pty_path)
     servers = "".join(
         f"    {alias}:\n      host: 127.0.0.1\n      port: {port}\n"
         + (
@@ -318,12 +342,7 @@ def daemon_config(pty_path: str, mqtt_port: int, settings: DaemonSettings) -> st
     )
     return (
         "gateway_id: bench\n"
-        "modem:\n"
-        f"  port: {pty_path}\n"
-        "  baudrate: 115200\n"
-        "  command_timeout: 5\n"
-        f"  max_instances: {settings.max_instances}\n"
-        "  instance_idle_close: 300\n"
+        f"{modem_section(pty_paths, settings.max_instances)}"
         "mqtt:\n"
         "  host: 127.0.0.1\n"
         f"  port: {mqtt_port}\n"
