@@ -12,7 +12,7 @@ def describe(settings: Settings) -> str:
     servers = len(settings.coap.servers)
     parts = [
         f"gateway {settings.gateway_id}",
-        ", ".join(f"modem {modem.port}" for modem in settings.modems),
+        _modems(settings),
         (f"brokers {', '.join(mqtt.hosts)}" if mqtt.hosts else f"broker {mqtt.host}:{mqtt.port}")
         + f" ({transport})",
         f"base topic {mqtt.base_topic}",
@@ -27,3 +27,9 @@ def describe(settings: Settings) -> str:
     if mqtt.shared_group:
         parts.append(f"shared group {mqtt.shared_group} on {mqtt.pool_topic}")
     return "config OK: " + ", ".join(parts)
+
+
+def _modems(settings: Settings) -> str:
+    if settings.modem is not None:
+        return f"modem {settings.modem.port}"
+    return ", ".join(f"modem {modem.name} {modem.port}" for modem in settings.modems)
