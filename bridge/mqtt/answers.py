@@ -35,6 +35,11 @@ AnswerListener = Callable[[str, float], None]
 JSON_CONTENT_TYPE = "application/json"
 
 
+# NaN and Infinity are not JSON: strict parsers (JSON.parse) reject them. Built once:
+# json.dumps with any argument of its own builds a new encoder on every call.
+_STRICT_JSON = json.JSONEncoder(allow_nan=False)
+
+
 @dataclass(frozen=True)
 class Routing:
     topic: str
@@ -115,9 +120,12 @@ class Answers:
         return None
 
     def encode(self, request_id: str | None, answer: Answer) -> bytes:
+        gateway = self._gateway
+        # Every answer is encoded here: copied only to add the gateway (or to make a dict
+        # of another mapping, which the encoder needs).
+        body = answer if not gateway and type(answer) is dict else {**answer, **gateway}
         try:
-            # NaN and Infinity are not JSON: strict parsers (JSON.parse) reject them.
-            return json.dumps({**answer, **self._gateway}, allow_nan=False).encode()
+            return _STRICT_JSON.encode(body).encode()
         except (TypeError, ValueError) as exc:
             log.error("request %s: answer is not JSON-serializable (%s)", request_id, exc)
             error = self._error(request_id, BridgeError(str(exc)))
