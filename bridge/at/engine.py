@@ -57,7 +57,8 @@ class _Pending:
     probe_for: _Pending | None = None
     # For the resync probe: its own "+CMEE:" line has been seen.
     marked: bool = False
-    timer: asyncio.TimerHandle | None = None
+    # loop.time() by which its final result must have come (set when written).
+    deadline: float = 0.0
 
 
 class AtEngine(LinePort):
@@ -91,6 +92,12 @@ class AtEngine(LinePort):
         self._queue: deque[_Pending] = deque()
         self._pending: _Pending | None = None
         self._needs_resync = False
+        # One timer for the deadline of the command on the wire, left armed across
+        # commands: a command answered in time costs no timer of its own (arming and
+        # cancelling one per command, most of them still in the loop's heap seconds
+        # later, cost more than the rest of writing it). When it fires it expires the
+        # command on the wire if that one's deadline has come, else it is armed again.
+        self._deadline_timer: asyncio.TimerHandle | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -202,7 +209,9 @@ class AtEngine(LinePort):
                 self._write(head, connection)
 
     def _write(self, pending: _Pending, connection: SerialConnection) -> None:
-        pending.timer = asyncio.get_running_loop().call_later(pending.limit, self._expire, pending)
+        loop = asyncio.get_running_loop()
+        pending.deadline = loop.time() + pending.limit
+        self._arm(loop, pending.deadline)
         self._pending = pending
         data = pending.command.encode() + b"\r"
         self.stats.commands += 1
@@ -215,8 +224,6 @@ class AtEngine(LinePort):
 
     def _finished(self, pending: _Pending, final: FinalResult) -> None:
         self._pending = None
-        if pending.timer is not None:
-            pending.timer.cancel()
         probe_for = pending.probe_for
         if probe_for is not None:
             self._needs_resync = False
@@ -232,6 +239,27 @@ class AtEngine(LinePort):
             future.set_exception(
                 ModemError(pending.command, final.text, code=final.code, text=final.message)
             )
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        timer = self._deadline_timer
+        if timer is not None:
+            if timer.when() <= deadline:
+                return  # fires first and arms itself again for this deadline
+            timer.cancel()
+        self._deadline_timer = loop.call_at(deadline, self._deadline_due)
+
+    def _deadline_due(self) -> None:
+        self._deadline_timer = None
+        pending = self._pending
+        if pending is None:
+            return
+        loop = asyncio.get_running_loop()
+        # Early by up to the loop's clock resolution, it is armed again and runs on the
+        # next turn; later than the deadline only for a command sent after it was armed.
+        if loop.time() >= pending.deadline:
+            self._expire(pending)
+        else:
+            self._arm(loop, pending.deadline)
 
     def _expire(self, pending: _Pending) -> None:
         if self._pending is not pending:
@@ -266,8 +294,9 @@ class AtEngine(LinePort):
     def _fail_all(self, exc: BaseException) -> None:
         """Settle the command on the wire and every queued one with `exc`."""
         pending, self._pending = self._pending, None
-        if pending is not None and pending.timer is not None:
-            pending.timer.cancel()
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
         waiting = [pending, *self._queue] if pending is not None else list(self._queue)
         self._queue.clear()
         for entry in waiting:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import functools
 import io
 import json
 import math
@@ -51,6 +52,9 @@ class Family(Enum):
     OPAQUE = "opaque"
 
 
+# Cached: every response asks twice, and aiocoap builds a ContentFormat each time. The
+# registry is fixed, so an answer never changes; few formats are ever in use.
+@functools.lru_cache(maxsize=256)
 def media_type(number: int) -> str | None:
     """The registered media type (with parameters) of a content format, if known."""
     content_format = ContentFormat(number)
@@ -96,6 +100,7 @@ def content_format_name(number: int) -> str | int:
     return name if name is not None else number
 
 
+@functools.lru_cache(maxsize=256)
 def family(number: int | None) -> Family:
     if number is None:
         return Family.OPAQUE
@@ -203,15 +208,12 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# Built once: json.loads with hooks builds a new decoder on every call.
+_STRICT_JSON = json.JSONDecoder(parse_constant=refuse_json_constant, parse_float=_finite_float)
+
+
 def _strict_json(payload: bytes) -> JsonValue:
-    return cast(
-        JsonValue,
-        json.loads(
-            payload.decode("utf-8"),
-            parse_constant=refuse_json_constant,
-            parse_float=_finite_float,
-        ),
-    )
+    return cast(JsonValue, _STRICT_JSON.decode(payload.decode("utf-8")))
 
 
 def _single_cbor_item(payload: bytes) -> object:

@@ -8,24 +8,39 @@ anything else is `internal` and explains nothing (the log has the traceback).
 
 from __future__ import annotations
 
+import functools
+
 import aiocoap
+import aiocoap.numbers.codes
 
 from bridge.errors import BridgeError, ModemError
 from bridge.mapping.codecs import JsonValue, content_format_name, decode_payload
 from bridge.mapping.options import options_to_json
 
 
+@functools.lru_cache(maxsize=64)
+def _code_fields(code: aiocoap.numbers.codes.Code) -> tuple[bool, str, str, bool]:
+    """ok, code, code_name and whether the payload is a diagnostic: cached, as aiocoap
+    formats the code's names anew on every access and a server answers few codes."""
+    return (
+        int(code.class_) == 2,
+        str(code.dotted),
+        str(code.name_printable),
+        int(code.class_) in (4, 5),
+    )
+
+
 def _message_fields(message: aiocoap.Message) -> dict[str, JsonValue]:
-    code = message.code
+    ok, dotted, name, diagnostic = _code_fields(message.code)
     content_format_option = message.opt.content_format
     content_format = None if content_format_option is None else int(content_format_option)
     payload, encoding = decode_payload(
-        bytes(message.payload), content_format, diagnostic=int(code.class_) in (4, 5)
+        bytes(message.payload), content_format, diagnostic=diagnostic
     )
     return {
-        "ok": int(code.class_) == 2,
-        "code": str(code.dotted),
-        "code_name": str(code.name_printable),
+        "ok": ok,
+        "code": dotted,
+        "code_name": name,
         "content_format": None if content_format is None else content_format_name(content_format),
         "options": options_to_json(message),
         "payload": payload,

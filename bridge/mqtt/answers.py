@@ -35,6 +35,11 @@ AnswerListener = Callable[[str, float], None]
 JSON_CONTENT_TYPE = "application/json"
 
 
+# NaN and Infinity are not JSON: strict parsers (JSON.parse) reject them. Built once:
+# json.dumps with any argument of its own builds a new encoder on every call.
+_STRICT_JSON = json.JSONEncoder(allow_nan=False)
+
+
 @dataclass(frozen=True)
 class Routing:
     topic: str
@@ -115,9 +120,12 @@ class Answers:
         return None
 
     def encode(self, request_id: str | None, answer: Answer) -> bytes:
+        gateway = self._gateway
+        # Every answer is encoded here: copied only to add the gateway (or to make a dict
+        # of another mapping, which the encoder needs).
+        body = answer if not gateway and type(answer) is dict else {**answer, **gateway}
         try:
-            # NaN and Infinity are not JSON: strict parsers (JSON.parse) reject them.
-            return json.dumps({**answer, **self._gateway}, allow_nan=False).encode()
+            return _STRICT_JSON.encode(body).encode()
         except (TypeError, ValueError) as exc:
             log.error("request %s: answer is not JSON-serializable (%s)", request_id, exc)
             error = self._error(request_id, BridgeError(str(exc)))
@@ -155,7 +163,25 @@ class Answers:
         """Publish one answer and wait for it; True when the request may be acked."""
         try:
             await self.send(routing, answer.payload, answer.error_kind)
-        except PublishRejected as exc:
+        except MqttClientError as exc:
+            return self._may_ack(routing, request_id, exc)
+        return True
+
+    def published(self, sent: asyncio.Future[None], routing: Routing, request_id: str) -> bool:
+        """`publish()`'s verdict on a finished `send()`: True when the request may be
+        acked. Raises what the publish raised that is no MQTT client error."""
+        if sent.cancelled():
+            return False
+        failure = sent.exception()
+        if failure is None:
+            return True
+        if isinstance(failure, MqttClientError):
+            return self._may_ack(routing, request_id, failure)
+        raise failure
+
+    @staticmethod
+    def _may_ack(routing: Routing, request_id: str | None, exc: MqttClientError) -> bool:
+        if isinstance(exc, PublishRejected):
             log.error(
                 "request %s: answer to %s rejected by the broker: %s",
                 request_id,
@@ -163,12 +189,8 @@ class Answers:
                 exc,
             )
             return True
-        except MqttClientError as exc:
-            log.warning(
-                "request %s: answer to %s not published: %s", request_id, routing.topic, exc
-            )
-            return False
-        return True
+        log.warning("request %s: answer to %s not published: %s", request_id, routing.topic, exc)
+        return False
 
     async def deliver(
         self, message: IncomingMessage, routing: Routing, request_id: str | None, answer: Delivered
@@ -179,3 +201,13 @@ class Answers:
             self._on_answer(answer.error_kind or "response", seconds)
         if await self.publish(routing, request_id, answer):
             message.ack()
+
+    def deliver_now(
+        self, message: IncomingMessage, routing: Routing, answer: Delivered
+    ) -> asyncio.Future[None]:
+        """The start of `deliver()`, for a caller that finishes it in a callback: counts
+        and publishes now; `published()` then says whether `message` may be acked."""
+        if self._on_answer is not None:
+            seconds = time.monotonic() - message.received_at
+            self._on_answer(answer.error_kind or "response", seconds)
+        return self.send(routing, answer.payload, answer.error_kind)

@@ -24,6 +24,7 @@ from bridge.mqtt.answers import (
 )
 from bridge.mqtt.client import MqttClient
 from bridge.mqtt.dedupe import AnswerCache
+from bridge.mqtt.delivery import FirstAnswers
 from bridge.mqtt.envelope import Envelope, RequestHandler
 from bridge.mqtt.health import HealthPublisher, InfoPublisher
 from bridge.mqtt.incoming import IncomingMessage
@@ -62,6 +63,7 @@ class RequestFront(Generic[RequestT]):
             self._request_topics,
             settings.gateway_id,
         )
+        self._first_answers = FirstAnswers(self._answers, self._commit_journal)
         self._health = HealthPublisher(client, settings, health, self._mqtt_health)
         self._info = InfoPublisher(client, settings.base_topic)
         self._base = settings.base_topic
@@ -192,6 +194,8 @@ class RequestFront(Generic[RequestT]):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._settings.shutdown_flush):
                 await self._requests.__aexit__(None, None, None)
+                await self._first_answers.drain()
+        self._first_answers.abandon()
         health_task.cancel()
         await self._health.publish_final()
         await self._group.__aexit__(None, None, None)
@@ -413,20 +417,14 @@ class RequestFront(Generic[RequestT]):
                 self._journal.record(
                     record.request_id, record.digest, first.payload, first.error_kind
                 )
-        # Shielded: a cancel arriving now must not stop the answer from being acked.
-        delivery = self._spawn(
-            "mqtt-deliver", self._deliver_first, message, routing, record.request_id, first
-        )
-        await asyncio.shield(delivery)
+        # A cancel arriving now ends only this wait, not the delivery nor the ack.
+        await self._first_answers.deliver(message, routing, record.request_id, first)
 
-    async def _deliver_first(
-        self, message: IncomingMessage, routing: Routing, request_id: str, first: Delivered
-    ) -> None:
+    def _commit_journal(self) -> None:
         if self._journal is not None:
             # Once the answer may have gone out, a redelivery must find it in the journal.
             # One commit takes every answer journaled since the last one.
             self._journal.commit()
-        await self._answers.deliver(message, routing, request_id, first)
 
     def _forget(self, record: InFlight) -> None:
         if self._in_flight.get(record.request_id) is record:

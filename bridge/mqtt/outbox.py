@@ -101,6 +101,13 @@ def consume_result(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
+def _fail(future: asyncio.Future[None], exc: BaseException) -> None:
+    # What consume_result would do as a done callback, done at once: the outbox's futures
+    # fail only here, and a done callback costs every publish a loop turn's handle.
+    future.set_exception(exc)
+    future.exception()
+
+
 class Outbox:
     """`ready`: hand publishes straight to paho (set by the session once the link is up
     and `flush()`ed). `closing`: refuse publishes that would only wait in the queue."""
@@ -124,21 +131,24 @@ class Outbox:
         self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None
     ) -> asyncio.Future[None]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.add_done_callback(consume_result)
-        message = _Outgoing(topic, payload, qos, retain, properties, done)
         if self.ready:
-            self._send(message)
+            # The usual case, one per answer: straight to paho, as `_send` does.
+            self._io.unwritten += 1
+            info = self._paho.publish(topic, payload, qos, retain, properties)
+            if qos == 0:
+                done.set_result(None)
+            else:
+                self._pending[info.mid] = done
         elif self.closing:
-            done.set_exception(ClientClosed(f"client closed; not published to {topic}"))
+            _fail(done, ClientClosed(f"client closed; not published to {topic}"))
         else:
-            self._hold(message)
+            self._hold(_Outgoing(topic, payload, qos, retain, properties, done))
         return done
 
     def send_now(self, topic: str, payload: bytes, *, retain: bool) -> None:
         """Hand a QoS 1 message to paho before the queued ones (the link is up, not
         yet `ready`)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.add_done_callback(consume_result)
         self._send(_Outgoing(topic, payload, 1, retain, None, done))
 
     def flush(self) -> None:
@@ -152,7 +162,7 @@ class Outbox:
         if done is None or done.done():
             return
         if reason_code.is_failure:
-            done.set_exception(PublishRejected(f"broker rejected publish mid {mid}: {reason_code}"))
+            _fail(done, PublishRejected(f"broker rejected publish mid {mid}: {reason_code}"))
         else:
             done.set_result(None)
 
@@ -162,7 +172,7 @@ class Outbox:
         self._pending.clear()
         for future in futures:
             if not future.done():
-                future.set_exception(ClientClosed("client closed before the broker acknowledged"))
+                _fail(future, ClientClosed("client closed before the broker acknowledged"))
 
     def _send(self, message: _Outgoing) -> None:
         self._io.unwritten += 1
@@ -187,6 +197,4 @@ class Outbox:
                 self.stats.dropped_queued,
             )
             if not dropped.done.done():
-                dropped.done.set_exception(
-                    PublishDropped(f"dropped from the full queue: {dropped.topic}")
-                )
+                _fail(dropped.done, PublishDropped(f"dropped from the full queue: {dropped.topic}"))

@@ -31,6 +31,18 @@ def topic_problem(topic: str) -> str | None:
     """Why `topic` cannot be a topic name we publish to or build on, or None if it can."""
     if not topic:
         return "must not be empty"
+    # The common case, checked for every request and answer: an ASCII topic of at most
+    # 65535 bytes whose only problems could be wildcards and control characters (the
+    # ASCII characters that are not printable: NUL, U+0001-U+001F, U+007F). The regular
+    # expression below costs ten times these tests.
+    if (
+        topic.isascii()
+        and topic.isprintable()
+        and "+" not in topic
+        and "#" not in topic
+        and len(topic) <= 65535
+    ):
+        return None
     for char in _FORBIDDEN_IN_TOPIC:
         if char in topic:
             shown = "NUL" if char == "\x00" else repr(char)

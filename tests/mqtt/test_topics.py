@@ -85,5 +85,14 @@ def test_topics_brokers_refuse_are_refused(char: str) -> None:
     assert f"U+{ord(char):04X}" in problem
 
 
+def test_every_ascii_character_is_judged_alike_in_ascii_and_other_topics() -> None:
+    # The ASCII fast path and the full check must agree on every character.
+    for code in range(128):
+        char = chr(code)
+        refused = code < 0x20 or code == 0x7F or char in "+#"
+        assert (topic_problem(f"a{char}b") is not None) is refused, repr(char)
+        assert (topic_problem(f"\u00e9{char}b") is not None) is refused, repr(char)
+
+
 def test_answer_to_an_unpublishable_id_goes_to_response_invalid() -> None:
     assert answer_topic("coap-bridge/gw", "a\ufffeb") == "coap-bridge/gw/response/invalid"
