@@ -133,3 +133,48 @@ async def test_arbitrary_bytes_on_the_line_never_break_the_engine(
     await line.modem.wait_ready(timeout=10)
     assert await line.at.command("AT") == []
     await line.modem.wait_ready(timeout=10)
+
+
+# Noise that is no reply line the engine or the driver knows: no final result, boot
+# line, echo or +GTCOAP/+MIP/+C... information line (any of those would rightly be taken
+# for part of a reply). Line breaks included, so that noise lines end up between the
+# reply's lines.
+def _foreign(data: bytes) -> bool:
+    known = (b"OK", b"ERROR", b"RDY", b"AT", b"+C", b"+G", b"+M", b"NO CARRIER")
+    return not any(token in data.upper() for token in known)
+
+
+foreign_noise = st.lists(
+    st.one_of(
+        st.binary(max_size=200).filter(_foreign),
+        st.sampled_from([b"\r\n", b"\r", b"\n", b"\x00\xff", b"+EUSIM: 1", b"NOISE", b"\x1b[2J"]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(noise=foreign_noise, chunk_size=st.integers(min_value=1, max_value=32))
+async def test_noise_while_commands_are_pending_leaves_their_replies_intact(
+    line: Line, noise: list[bytes], chunk_size: int
+) -> None:
+    # The noise arrives in small writes while the driver asks for the free instances
+    # over and over: noise lands before, between and after the lines of the replies.
+    data = b"".join(noise) + b"\r\n"
+    # The bytes of one clean reply, to tell when all the noise has been read as well.
+    start = line.at.stats.bytes_read
+    answers = [await line.modem.free_instance_ids()]
+    reply_bytes = line.at.stats.bytes_read - start
+    before = line.at.stats.bytes_read
+    line.sim.inject_raw(data, chunk_size=chunk_size, chunk_delay=0.0005)
+    while line.at.stats.bytes_read - before < len(data) + (len(answers) - 1) * reply_bytes:
+        answers.append(await line.modem.free_instance_ids())
+    # Every reply parsed to what the modem said, however the noise fell.
+    assert answers == [[1, 2, 3, 4]] * len(answers)
+    assert line.modem.ready
+    assert await line.at.command("AT") == []
