@@ -10,6 +10,7 @@ import pytest
 
 from tests.e2e.test_cli import run_cli
 from tests.fixtures.daemon import BridgeStackFactory
+from tests.fixtures.wait import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -96,3 +97,24 @@ def test_sigterm_closes_the_modems_instances(bridge_stack: BridgeStackFactory) -
     assert stack.stop_daemon(signal.SIGTERM) == 0
 
     assert stack.sim.stats()["instances_open"] == 0
+
+
+def test_json_logs_carry_request_id_and_coap_id(bridge_stack: BridgeStackFactory) -> None:
+    # README, "Operations", Logs: "with `request_id`, `coap_id` and `target` where they
+    # apply; `--log-format json` for a log shipper".
+    stack = bridge_stack(start=False, overrides={"logging.level": "debug"})
+    stack.start_daemon(args=("--log-format", "json"))
+    assert stack.mqtt.request({"id": "logged-1", "uri": "coap://lab/hello"}).body["ok"]
+
+    def records() -> list[dict[str, object]]:
+        return [json.loads(line) for line in stack.daemon_log().splitlines() if line.strip()]
+
+    eventually(
+        lambda: any(r.get("request_id") == "logged-1" for r in records()),
+        5,
+        "a log line naming request_id logged-1",
+    )
+    # The instance it went through, as a field of its own (not only in the text).
+    opened = [r for r in records() if r.get("logger") == "bridge.modem.l610" and "coap_id" in r]
+    assert opened, records()[-20:]
+    assert all(isinstance(r["coap_id"], int) for r in opened), opened
