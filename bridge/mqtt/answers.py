@@ -114,14 +114,17 @@ class Answers:
         )
         return None
 
-    def encode(self, request_id: str | None, answer: Answer) -> bytes:
+    def encode(self, request_id: str | None, answer: Answer, *, answering: bool = True) -> bytes:
+        """JSON of `answer`; an answer (`answering`) names the gateway that served it,
+        other messages (`<base>/unsolicited`) have no such field in the contract."""
+        gateway = self._gateway if answering else {}
         try:
             # NaN and Infinity are not JSON: strict parsers (JSON.parse) reject them.
-            return json.dumps({**answer, **self._gateway}, allow_nan=False).encode()
+            return json.dumps({**answer, **gateway}, allow_nan=False).encode()
         except (TypeError, ValueError) as exc:
             log.error("request %s: answer is not JSON-serializable (%s)", request_id, exc)
             error = self._error(request_id, BridgeError(str(exc)))
-            return json.dumps({**error, **self._gateway}).encode()
+            return json.dumps({**error, **gateway}).encode()
 
     def error(self, request_id: str | None, exc: BaseException) -> Delivered:
         """The encoded error answer for `exc`."""

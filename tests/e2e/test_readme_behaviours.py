@@ -118,3 +118,25 @@ def test_json_logs_carry_request_id_and_coap_id(bridge_stack: BridgeStackFactory
     opened = [r for r in records() if r.get("logger") == "bridge.modem.l610" and "coap_id" in r]
     assert opened, records()[-20:]
     assert all(isinstance(r["coap_id"], int) for r in opened), opened
+
+
+def test_a_datagram_matching_no_request_is_published_on_unsolicited(
+    bridge_stack: BridgeStackFactory,
+) -> None:
+    # docs/mqtt-api.md, topics: `<base>/unsolicited` carries "decoded CoAP datagrams that
+    # matched no request". A request to the silent peer opens an instance to it; the
+    # peer then sends from its port a NON 2.05 with a token nobody asked for.
+    stack = bridge_stack()
+    stack.mqtt.subscribe(f"{stack.base}/unsolicited")
+    answer = stack.mqtt.request({"id": "to-silent", "uri": "coap://silent/x", "timeout": 1})
+    assert answer.body["error"]["kind"] == "timeout"
+    (instance, *_) = stack.silent.senders
+    # Version 1, NON, token length 2; code 2.05; message id 0x1234; token abcd; "hi".
+    stack.silent.send_to(instance, bytes([0x52, 0x45, 0x12, 0x34, 0xAB, 0xCD, 0xFF]) + b"hi")
+
+    [unsolicited] = stack.mqtt.collect(f"{stack.base}/unsolicited", 1, timeout=10)
+    assert not unsolicited.retain
+    body = unsolicited.body
+    assert (body["type"], body["mid"], body["token"]) == ("NON", 0x1234, "abcd"), body
+    assert body["code"] == "2.05", body
+    assert body["payload"] == "hi", body
