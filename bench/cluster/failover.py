@@ -19,6 +19,10 @@ from bench.cluster import AedesCluster
 from bench.fleet import GET_SMALL, ONLINE_TIMEOUT, gateway_name, gateways_running
 from bench.requester import Requester, Target, duplicate_answers, run_open_loop, served_by
 
+# Seconds a moved gateway's health may take to name its new node (published on connect,
+# at most one per health_min_gap of 1 s).
+HEALTH_AFTER_FAILOVER = 10.0
+
 
 @dataclass(frozen=True)
 class FailoverPlan:
@@ -100,10 +104,20 @@ def run_failover(workdir: Path, plan: FailoverPlan) -> FailoverReport:
             for request in answered
             if request.first_sent <= kill + plan.deadline
         ]
-        brokers_after = {
-            name: str(requester.health.get(name, {}).get("mqtt", {}).get("broker"))
-            for name in names
-        }
+        killed_node = cluster.nodes[0].address
+
+        def brokers_named() -> dict[str, str]:
+            return {
+                name: str(requester.health.get(name, {}).get("mqtt", {}).get("broker"))
+                for name in names
+            }
+
+        # A gateway publishes its health on each connect, at most one per health_min_gap,
+        # so the one naming the new node can land after the last answer: wait for it.
+        deadline = time.monotonic() + HEALTH_AFTER_FAILOVER
+        while killed_node in brokers_named().values() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        brokers_after = brokers_named()
         return FailoverReport(
             sent=len(sent),
             answered=len(answered),
@@ -113,6 +127,6 @@ def run_failover(workdir: Path, plan: FailoverPlan) -> FailoverReport:
             worst_wait_after_kill_s=round(max(waits, default=0.0), 2),
             share=served_by(sent),
             deadline=plan.deadline,
-            killed_node=cluster.nodes[0].address,
+            killed_node=killed_node,
             brokers_after=brokers_after,
         )

@@ -184,7 +184,9 @@ class InstancePool:
         instance = self._instances.get(remote)
         if instance is not None and instance.coap_id == coap_id:
             logger.warning(
-                "forgetting coap_id=%d for %s: the modem refused it", coap_id, remote.label
+                "forgetting the instance for %s: the modem refused it",
+                remote.label,
+                extra={"coap_id": coap_id},
             )
             self._forget(instance)
 
@@ -279,7 +281,12 @@ class InstancePool:
         self._instances[remote] = instance
         self._by_id[coap_id] = instance
         self._stats.instances_opened += 1
-        logger.info("coap_id=%d open for %s (%d open)", coap_id, remote.label, len(self._instances))
+        logger.info(
+            "instance open for %s (%d open)",
+            remote.label,
+            len(self._instances),
+            extra={"coap_id": coap_id},
+        )
         return instance
 
     async def _close(self, instance: Instance, reason: str) -> None:
@@ -289,11 +296,19 @@ class InstancePool:
         except BridgeError as exc:
             # Already gone (reset) or modem away: either way it is no longer ours.
             self._free_ids = None
-            logger.info("closing coap_id=%d (%s) failed: %s", instance.coap_id, reason, exc)
+            logger.info(
+                "closing an instance (%s) failed: %s",
+                reason,
+                exc,
+                extra={"coap_id": instance.coap_id},
+            )
         else:
             self._count_free(+1)
             logger.info(
-                "coap_id=%d for %s closed (%s)", instance.coap_id, instance.remote.label, reason
+                "instance for %s closed (%s)",
+                instance.remote.label,
+                reason,
+                extra={"coap_id": instance.coap_id},
             )
 
     def _forget(self, instance: Instance) -> None:

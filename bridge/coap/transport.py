@@ -194,11 +194,11 @@ class ModemMessageInterface(interfaces.MessageInterface):
         if remote is None:
             self.stats.unknown_instance_in += 1
             logger.warning(
-                "dropped %d-byte datagram for coap_id=%d: not an instance we hold now "
+                "dropped %d-byte datagram: not an instance we hold now "
                 "(closed or from before a modem reset; %d so far)",
                 len(datagram.data),
-                datagram.coap_id,
                 self.stats.unknown_instance_in,
+                extra={"coap_id": datagram.coap_id},
             )
             return
         try:
@@ -208,12 +208,12 @@ class ModemMessageInterface(interfaces.MessageInterface):
             # option decoder raises for them.
             self.stats.undecodable_in += 1
             logger.warning(
-                "dropped undecodable %d-byte datagram from %s on coap_id=%d: %s (%d so far)",
+                "dropped undecodable %d-byte datagram from %s: %s (%d so far)",
                 len(datagram.data),
                 remote.label,
-                datagram.coap_id,
                 exc,
                 self.stats.undecodable_in,
+                extra={"coap_id": datagram.coap_id},
             )
             return
         self.stats.datagrams_in += 1

@@ -119,8 +119,10 @@ class Answers:
         )
         return None
 
-    def encode(self, request_id: str | None, answer: Answer) -> bytes:
-        gateway = self._gateway
+    def encode(self, request_id: str | None, answer: Answer, *, answering: bool = True) -> bytes:
+        """JSON of `answer`; an answer (`answering`) names the gateway that served it,
+        other messages (`<base>/unsolicited`) have no such field in the contract."""
+        gateway = self._gateway if answering else {}
         # Every answer is encoded here: copied only to add the gateway (or to make a dict
         # of another mapping, which the encoder needs).
         body = answer if not gateway and type(answer) is dict else {**answer, **gateway}
@@ -129,7 +131,7 @@ class Answers:
         except (TypeError, ValueError) as exc:
             log.error("request %s: answer is not JSON-serializable (%s)", request_id, exc)
             error = self._error(request_id, BridgeError(str(exc)))
-            return json.dumps({**error, **self._gateway}).encode()
+            return json.dumps({**error, **gateway}).encode()
 
     def error(self, request_id: str | None, exc: BaseException) -> Delivered:
         """The encoded error answer for `exc`."""

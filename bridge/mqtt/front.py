@@ -108,7 +108,7 @@ class RequestFront(Generic[RequestT]):
         future completes on the broker's ack (callers need not wait for it)."""
         return self._client.publish(
             unsolicited_topic(self._base),
-            self._answers.encode(None, body),
+            self._answers.encode(None, body, answering=False),
             content_type=JSON_CONTENT_TYPE,
         )
 

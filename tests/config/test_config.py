@@ -100,6 +100,33 @@ def test_minimal_config_derives_names_from_host_name(tmp_path: Path) -> None:
     assert settings.coap.servers == {}
 
 
+def test_readme_defaults_from_a_minimal_config(tmp_path: Path) -> None:
+    # The README's configuration table, its figures written out: the minimal config sets
+    # nothing but modem.port, so every other value is a default.
+    settings = load_config(write(tmp_path, MINIMAL))
+    modem = settings.modem
+    assert (modem.baudrate, modem.apn, modem.command_timeout) == (115200, "", 5)
+    assert (modem.registration_timeout, modem.max_instances) == (60, 4)
+    assert modem.instance_idle_close == 300
+    assert (modem.trace_file, modem.trace_max_bytes) == ("", 10485760)
+    mqtt = settings.mqtt
+    assert (mqtt.host, mqtt.port, mqtt.hosts) == ("localhost", 1883, ())
+    assert mqtt.protocol is MqttProtocol.V5
+    assert (mqtt.username, mqtt.password_file, mqtt.tls.enabled) == ("", "", False)
+    assert (mqtt.keepalive, mqtt.session_expiry) == (30, 86400)
+    assert (mqtt.shared_group, mqtt.pool_topic) == ("", "coap-bridge/pool")
+    assert (mqtt.pool_keepalive, mqtt.pool_receive_maximum) == (10, 8)
+    assert mqtt.max_queued == 1000
+    coap = settings.coap
+    assert (coap.servers, coap.allow_hosts) == ({}, ())
+    assert (coap.default_timeout, coap.max_timeout) == (30, 300)
+    assert (coap.max_in_flight, coap.max_request_payload) == (64, 65536)
+    assert (settings.dedupe_window, settings.state_dir) == (600, "")
+    assert (settings.health_interval, settings.shutdown_grace) == (60, 20)
+    assert (settings.logging.level, settings.logging.format) == ("info", "text")
+    assert settings.metrics.listen == ""
+
+
 def test_explicit_names_are_kept(tmp_path: Path) -> None:
     text = MINIMAL + "gateway_id: g1\nmqtt:\n  client_id: me\n  base_topic: a/b\n"
     settings = load_config(write(tmp_path, text))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from bridge.simulator.dialect import (
@@ -518,3 +518,72 @@ def test_dialect_never_raises_on_near_miss_commands(command: str) -> None:
     dialect = online()
     outputs = dialect.handle(command.encode())
     assert outputs
+
+
+# Commands the dialect knows, each with forms that are valid once instance 1 is open
+# (docs/l610-coap-at.md), then mutated: the parsers behind the names are reached, not
+# only the name lookup. Zero mutations keep the valid form.
+VALID_FORMS = {
+    "+GTCOAPOPEN": ['="127.0.0.1",5683', '="coap.example",1', "?"],
+    "+GTCOAPSEND": ['=1,4,"40011234"', '=1,1,"00"'],
+    "+GTCOAPCLOSE": ["=1"],
+    "+MIPCALL": ["=1", "=0", "?"],
+    "+MIPPROFILE": ['=1,"internet"'],
+    "+CMEE": ["=2", "=0", "?"],
+    "+CEREG": ["?", "=2"],
+    "+CPIN": ["?"],
+    "+CSQ": [""],
+    "E": ["0", "1"],
+    "I": [""],
+}
+SUFFIX_CHARACTERS = st.sampled_from(list('=?",.:;0123456789abcdefABCDEF \t-+x'))
+
+
+@st.composite
+def mutated_commands(draw: st.DrawFn) -> tuple[str, str]:
+    """(name, suffix): a known command with a valid suffix, mutated 0-4 times."""
+    name = draw(st.sampled_from(sorted(VALID_FORMS)))
+    suffix = list(draw(st.sampled_from(VALID_FORMS[name])))
+    for _ in range(draw(st.integers(min_value=0, max_value=4))):
+        position = draw(st.integers(min_value=0, max_value=len(suffix)))
+        operation = draw(st.sampled_from(["insert", "delete", "replace"]))
+        if operation == "insert" or not suffix:
+            suffix.insert(position, draw(SUFFIX_CHARACTERS))
+        elif operation == "delete":
+            del suffix[min(position, len(suffix) - 1)]
+        else:
+            suffix[min(position, len(suffix) - 1)] = draw(SUFFIX_CHARACTERS)
+    return name, "".join(suffix)
+
+
+@settings(max_examples=300)
+@given(
+    command=mutated_commands(),
+    lower=st.booleans(),
+    opened=st.integers(0, 2),
+    connects=st.booleans(),
+)
+def test_known_commands_with_mutated_arguments_get_one_final_result(
+    command: tuple[str, str], lower: bool, opened: int, connects: bool
+) -> None:
+    name, suffix = command
+    dialect = online()
+    dialect.cmee = 2
+    for _ in range(opened):
+        open_instance(dialect)
+    line = ("at" + name.lower() if lower else "AT" + name) + suffix
+    outputs = dialect.handle(line.encode())
+    if any(isinstance(item, OpenInstance) for item in outputs):
+        # A pending open is answered once the socket is connected (or not).
+        assert isinstance(outputs[-1], OpenInstance)
+        outputs = [*outputs, dialect.finish_open(dialect.opening_id or 0, ok=connects)]
+    lines = text_lines(outputs)
+    assert sum(text.startswith(FINALS) for text in lines) == 1, (line, lines)
+    event(f"{name}: {'OK' if 'OK' in lines else 'refused'}")  # both, for each name
+    # Whatever it was, the modem's state stays one a host can work with.
+    assert dialect.open_ids <= {1, 2, 3, 4}
+    assert dialect.opening_id is None
+    for item in effects(outputs):
+        if isinstance(item, SendDatagram):
+            assert 0 < len(item.data) <= 512  # docs/l610-coap-at.md
+            assert item.coap_id in dialect.open_ids

@@ -223,7 +223,9 @@ class L610:
             raise ModemUnavailable(
                 f"modem on {self.port} was reset while opening an instance to {host}:{port}"
             )
-        logger.info("opened coap_id=%d to %s:%d on %s", coap_id, host, port, self.port)
+        logger.info(
+            "opened an instance to %s:%d on %s", host, port, self.port, extra={"coap_id": coap_id}
+        )
         return coap_id
 
     async def send(self, coap_id: int, datagram: bytes) -> None:
@@ -257,9 +259,14 @@ class L610:
                 self._close_waiter = None
         result = confirmation[len(COAP_CLOSE_PREFIX) :].strip()
         if result != "1":
-            logger.warning("coap_id=%d close confirmed with %r on %s", coap_id, result, self.port)
+            logger.warning(
+                "instance close confirmed with %r on %s",
+                result,
+                self.port,
+                extra={"coap_id": coap_id},
+            )
         else:
-            logger.info("closed coap_id=%d on %s", coap_id, self.port)
+            logger.info("closed an instance on %s", self.port, extra={"coap_id": coap_id})
 
     async def free_instance_ids(self) -> list[int]:
         """Ids the modem can still open (`AT+GTCOAPOPEN?`); [] when none is free."""
@@ -313,13 +320,15 @@ class L610:
         self._datagrams_in += 1
         handler = self._datagram_handler
         if handler is None:
-            logger.debug("no datagram handler; dropped datagram for coap_id=%d", datagram.coap_id)
+            logger.debug(
+                "no datagram handler; dropped a datagram", extra={"coap_id": datagram.coap_id}
+            )
             return
         try:
             handler(datagram)
         except Exception:
             # A bug above must not stop the engine's reader from delivering the next line.
-            logger.exception("datagram handler failed for coap_id=%d", datagram.coap_id)
+            logger.exception("datagram handler failed", extra={"coap_id": datagram.coap_id})
 
     def _on_close_confirmation(self, line: str) -> None:
         waiter = self._close_waiter
