@@ -115,7 +115,8 @@ def test_json_logs_carry_request_id_and_coap_id(bridge_stack: BridgeStackFactory
         "a log line naming request_id logged-1",
     )
     # The instance it went through, as a field of its own (not only in the text).
-    opened = [r for r in records() if r.get("logger") == "bridge.modem.l610" and "coap_id" in r]
+    driver = "bridge.modem.l610.driver"
+    opened = [r for r in records() if r.get("logger") == driver and "coap_id" in r]
     assert opened, records()[-20:]
     assert all(isinstance(r["coap_id"], int) for r in opened), opened
 
