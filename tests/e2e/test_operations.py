@@ -175,9 +175,12 @@ def test_ready_comes_at_start_while_the_modem_is_missing(
         10,
         "STATUS naming the modem wait",
     )
-    # Not serving: nothing says online.
+    # Not serving: nothing says online, and the broker is not even connected to until
+    # a modem is up (README, "Readiness and start-up waits").
     status_topic = f"{stack.base}/status"
     assert stack.watcher.take(lambda m: m.topic == status_topic, 1.0) is None
+    eventually(lambda: "modem not usable" in stack.daemon_log(), 10, "a bring-up attempt")
+    assert "connecting to MQTT broker" not in stack.daemon_log()
 
 
 def test_ready_at_start_then_serving_once_the_broker_comes(

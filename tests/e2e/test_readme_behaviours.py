@@ -42,6 +42,29 @@ def test_an_observation_ends_with_timeout_when_its_timeout_runs_out(
     assert [a.body["id"] for a in sentinel] == ["obs-to-sentinel"]
 
 
+def test_an_observation_the_server_does_not_keep_ends_with_its_answer(
+    bridge_stack: BridgeStackFactory,
+) -> None:
+    # README, "Observe": "... or the server stops it". /hello is not observable: the
+    # server answers without Observe, and that answer is the whole stream.
+    stack = bridge_stack()
+    topic = f"{stack.base}/response/#"
+    stack.mqtt.subscribe(topic)
+    request = {"id": "obs-once", "uri": "coap://lab/hello", "observe": True, "timeout": 20}
+    stack.mqtt.publish_raw(json.dumps(request))
+
+    first = stack.mqtt.collect(topic, 1, timeout=10)
+    assert [a.body["id"] for a in first] == ["obs-once"]
+    assert first[0].body["ok"] is True
+    assert "observe" not in first[0].body
+    # The stream has ended (no observation left to run into its 20 s timeout), and
+    # a sentinel is the next answer.
+    eventually(lambda: stack.health()["coap"]["observations"] == 0, 10, "no observation left")
+    stack.mqtt.publish_raw(json.dumps({"id": "obs-once-sentinel", "method": "GET"}))
+    sentinel = stack.mqtt.collect(topic, 1, timeout=10)
+    assert [a.body["id"] for a in sentinel] == ["obs-once-sentinel"]
+
+
 def test_request_cli_exits_2_when_nothing_comes_back(bridge_stack: BridgeStackFactory) -> None:
     # README, "Using it": "exit status ... 2 when nothing came back". No daemon runs.
     stack = bridge_stack(start=False)
