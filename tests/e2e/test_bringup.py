@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.daemon import BridgeStack, BridgeStackFactory
+from tests.fixtures.wait import eventually
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -19,12 +20,7 @@ def _log_count(stack: BridgeStack, text: str) -> int:
 
 
 def _wait_count(stack: BridgeStack, text: str, count: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while _log_count(stack, text) < count:
-        assert time.monotonic() < deadline, (
-            f"{text!r} not logged {count} times:\n" + (stack.daemon_log()[-3000:])
-        )
-        time.sleep(0.05)
+    eventually(lambda: _log_count(stack, text) >= count, timeout, f"{text!r} logged {count} times")
 
 
 def _answer_ok(stack: BridgeStack, request_id: str) -> None:
@@ -82,10 +78,11 @@ def test_sigterm_while_the_modem_registers_exits_at_once(
         overrides={"modem.registration_timeout": 60},
     )
     stack.start_daemon(wait=False, args=("--trace-at", str(trace)))
-    deadline = time.monotonic() + 20
-    while "CEREG?" not in (trace.read_text() if trace.exists() else ""):
-        assert time.monotonic() < deadline, "the daemon never asked for the registration"
-        time.sleep(0.05)
+    eventually(
+        lambda: "CEREG?" in (trace.read_text() if trace.exists() else ""),
+        20,
+        "the daemon asking for the registration",
+    )
 
     started = time.monotonic()
     status = stack.stop_daemon(timeout=30)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.fixtures.daemon import BridgeStackFactory
+from tests.fixtures.wait import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -17,11 +17,13 @@ def health_until(
     read: Callable[[], dict[str, Any]], condition: Callable[[dict[str, Any]], bool]
 ) -> dict[str, Any]:
     """The first retained health object that meets `condition` (polled for 15 s)."""
-    deadline = time.monotonic() + 15.0
-    while not condition(health := read()):
-        assert time.monotonic() < deadline, f"health never met the condition: {health}"
-        time.sleep(0.1)
-    return health
+
+    def met() -> dict[str, Any] | None:
+        health = read()
+        return health if condition(health) else None
+
+    found: dict[str, Any] = eventually(met, 15.0, "a health object meeting the condition")
+    return found
 
 
 def test_modem_resets_survive_a_reload_that_restarts_the_layers(

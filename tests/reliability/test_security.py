@@ -22,6 +22,7 @@ from tests.fixtures.daemon_config import BASE, apply_overrides, base_config
 from tests.fixtures.mosquitto import MosquittoFactory, TlsFiles
 from tests.fixtures.simulator import REPO_ROOT, SimulatorProcessFactory
 from tests.fixtures.stack_coap import CoapServerThread
+from tests.fixtures.wait import eventually
 from tests.reliability.conftest import Ledger, LedgerFactory, assert_serving
 
 pytestmark = pytest.mark.timeout(60)
@@ -105,10 +106,11 @@ def test_tls_client_certificate_and_password_file_and_no_secret_in_debug_logs(
         )
     book = Ledger(broker, BASE, username="app", password="app-pw")
     try:
-        deadline = time.monotonic() + 15
-        while daemon.poll() is None and "bridge ready" not in log_path.read_text():
-            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-            time.sleep(0.05)
+        eventually(
+            lambda: daemon.poll() is not None or "bridge ready" in log_path.read_text(),
+            15,
+            "the daemon ready (or exited)",
+        )
         # Served over TLS with the certificate and the password; a client that puts the
         # password into a request (by mistake or to probe) does not get it logged either.
         book.request("secure-1", "coap://lab/hello")
