@@ -262,11 +262,6 @@ class ModemCoap:
             raise Cancelled("the CoAP client is not running (closed or not started)")
         self._mman.on_unmatched_response = handler
 
-    @property
-    def in_flight(self) -> int:
-        """Requests being served now (observations not counted)."""
-        return self._requests_in_flight
-
     def stats(self) -> CoapStats:
         """A copy of the counters, with the gauges as they are now."""
         transport = self._require_transport()

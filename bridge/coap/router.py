@@ -235,6 +235,9 @@ class ModemRouter:
         ready = [lane for lane in candidates if lane.driver.ready]
         if ready_only or ready:
             candidates = ready
+        if len(candidates) == 1:
+            # One modem configured or left: nothing to weigh (load sums its line's queue).
+            return candidates[0]
         # With no modem ready the request waits on one, as it would with a single modem.
         return min(candidates, key=Lane.load, default=None)
 
