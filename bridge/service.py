@@ -15,7 +15,7 @@ import signal
 import time
 from collections.abc import Awaitable
 from contextlib import AsyncExitStack
-from typing import Any, TypeVar
+from typing import Any
 
 from bridge.coap.oscore import SecurityContexts
 from bridge.coap.router import Lane, ModemRouter
@@ -33,8 +33,6 @@ from bridge.ops.logs import configure_logging
 from bridge.ops.metrics import BridgeMetrics, MetricsServer
 
 log = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 _REFUSED = "reload refused: "
 
