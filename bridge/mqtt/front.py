@@ -71,7 +71,7 @@ class RequestFront(Generic[RequestT]):
         # Keyed by id, with the digest of the request the answer belongs to; responses
         # are cached as their bare payload (most entries, no wrapper), errors with their
         # kind.
-        self._cache: AnswerCache[tuple[bytes, Delivered | bytes]] = AnswerCache(
+        self._cache: AnswerCache[bytes] = AnswerCache(
             settings.dedupe_window, settings.dedupe_max_entries
         )
         self._in_flight: dict[str, InFlight] = {}
@@ -252,7 +252,8 @@ class RequestFront(Generic[RequestT]):
         self._client.stats.requests += 1
         digest = request_digest(message.payload)
         record = self._in_flight.get(request_id)
-        cached = self._cache.get(request_id) if record is None else None
+        entry = self._cache.get(request_id) if record is None else None
+        cached = None if entry is None else Delivered.from_cache_entry(entry)
         if (record is not None and record.digest != digest) or (
             cached is not None and cached[0] != digest
         ):
@@ -267,9 +268,9 @@ class RequestFront(Generic[RequestT]):
         if cached is not None:
             log.info("request %s redelivered: answered from the dedupe cache", request_id)
             self._client.stats.dedupe_hits += 1
-            value = cached[1]
-            first = value if isinstance(value, Delivered) else Delivered(value, None)
-            self._spawn("mqtt-cached", self._answers.deliver, message, routing, request_id, first)
+            self._spawn(
+                "mqtt-cached", self._answers.deliver, message, routing, request_id, cached[1]
+            )
             return
         if self._journal is not None and self._from_journal(message, routing, request_id, digest):
             return
@@ -408,8 +409,7 @@ class RequestFront(Generic[RequestT]):
         # A stream is deduplicated while it runs (redeliveries attach to it); once it has
         # ended, the same request observes anew rather than get its old first answer.
         if not record.observe:
-            cached = first.payload if first.error_kind is None else first
-            self._cache.put(record.request_id, (record.digest, cached))
+            self._cache.put(record.request_id, first.cache_entry(record.digest))
         if self._journal is not None:
             if record.observe:
                 self._journal.finished(record.request_id)
