@@ -103,9 +103,10 @@ class InstancePool:
 
     async def take_turn(self, remote: ModemRemote) -> None:
         """Wait, before a new request to `remote` starts, while its open instance has had
-        its turn: its queued datagrams went out and other remotes wait for room. The
-        request then goes with the remote's next batch, and the instance is free as soon
-        as what it carries is answered, instead of being held for one late request."""
+        its turn: its queued datagrams are on the line (the modem took each with `OK`)
+        and other remotes wait for room. The request then goes with the remote's next
+        batch, and the instance is free as soon as what it carries is answered, instead
+        of being held for one late request."""
         while self._turn_over(remote):
             changed = self._changed
             with contextlib.suppress(TimeoutError):

@@ -129,6 +129,8 @@ class ModemMessageInterface(interfaces.MessageInterface):
         self._spawn = spawn
         self._queues: dict[ModemRemote, _SendQueue] = {}
         self._workers: dict[ModemRemote, asyncio.Task[None]] = {}
+        # Each worker's AT+GTCOAPSENDs handed to the modem and not yet answered `OK`.
+        self._in_engine: dict[ModemRemote, deque[asyncio.Future[list[str]]]] = {}
         # Operations ModemCoap runs against a remote (a whole block-wise transfer, an
         # observation): they keep its instance from looking idle between exchanges.
         self._holds: dict[ModemRemote, int] = {}
@@ -288,8 +290,9 @@ class ModemMessageInterface(interfaces.MessageInterface):
             worker.cancel()
 
     def queued(self, remote: ModemRemote) -> int:
-        """Datagrams waiting to go to `remote`."""
-        return len(self._queues.get(remote, ()))
+        """Datagrams to `remote` not yet on the line: waiting for the instance, or handed to
+        the modem and not yet `OK`. A request joining those goes out with them."""
+        return len(self._queues.get(remote, ())) + len(self._in_engine.get(remote, ()))
 
     def is_busy(self, remote: ModemRemote) -> bool:
         if self._holds.get(remote) or self._queues.get(remote) or remote in self._workers:
@@ -304,6 +307,7 @@ class ModemMessageInterface(interfaces.MessageInterface):
     async def _drain(self, remote: ModemRemote) -> None:
         queue = self._queues[remote]
         submitted: deque[asyncio.Future[list[str]]] = deque()
+        self._in_engine[remote] = submitted
         try:
             while not self._closed:
                 if queue and len(submitted) < _SENDS_AHEAD:
@@ -313,11 +317,13 @@ class ModemMessageInterface(interfaces.MessageInterface):
                 elif submitted:
                     # Settled by _sent; only the pace of the worker is decided here.
                     with contextlib.suppress(BridgeError):
-                        await submitted.popleft()
+                        await submitted[0]
+                    submitted.popleft()
                 else:
                     break
         finally:
             del self._workers[remote]
+            del self._in_engine[remote]
             if not queue:
                 self._queues.pop(remote, None)
             self.pool.exchange_finished()

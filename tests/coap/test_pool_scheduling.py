@@ -14,6 +14,7 @@ from bridge.coap.remote import ModemRemote
 from bridge.coap.stats import CoapStats
 from tests.coap.conftest import Stack, StackFactory
 from tests.fixtures.coap_servers import AiocoapServer
+from tests.fixtures.modem import eventually
 
 ServerFactory = Callable[[], Awaitable[AiocoapServer]]
 
@@ -162,3 +163,30 @@ async def test_a_new_request_waits_for_the_next_turn_while_others_wait_for_room(
     await asyncio.wait_for(waiting, 2)
     await asyncio.wait_for(late, 2)  # and the late request joins port 1's next batch
     assert modem.opened[-1] == ("127.0.0.1", 2)
+
+
+async def test_a_request_joins_its_remotes_datagrams_the_modem_has_not_acknowledged(
+    make_stack: StackFactory, aiocoap_servers: ServerFactory
+) -> None:
+    """One instance and a slow line: while the instance's first `AT+GTCOAPSEND` is still
+    on its way, a second request to the same remote goes out behind it in the same turn,
+    although another remote waits for the instance."""
+    stack = await make_stack(
+        CoapTransportSettings(max_instances=1, ack_timeout=5.0), instances=1, baud=1200
+    )
+    first, other = await aiocoap_servers(), await aiocoap_servers()
+    started = asyncio.create_task(echo(stack, first, "a1"))
+    await eventually(lambda: stack.coap.stats().instances_open == 1, 5)
+    waiting = asyncio.create_task(echo(stack, other, "b"))
+    instances = stack.coap._require_transport().pool
+    await eventually(
+        lambda: instances.waiting_for_instance(ModemRemote("127.0.0.1", other.port, 4)), 5
+    )
+    joined = asyncio.create_task(echo(stack, first, "a2"))
+
+    assert await asyncio.wait_for(asyncio.gather(started, joined, waiting), 20) == [
+        b"a1",
+        b"a2",
+        b"b",
+    ]
+    assert stack.coap.stats().instances_opened == 2  # first, then other: no second turn
