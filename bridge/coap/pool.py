@@ -61,7 +61,11 @@ class InstancePool:
         self._by_id: dict[int, Instance] = {}
         # Opening and closing decide about capacity; one decision at a time.
         self._capacity_lock = asyncio.Lock()
+        # Set (and replaced) when something changed: requests waiting for their turn
+        # look again; of the remotes waiting for room only the first in line is woken,
+        # since only it may act (each of the others would wake to wait again).
         self._changed = asyncio.Event()
+        self._room_changed: dict[ModemRemote, asyncio.Event] = {}
         self._waiting: Counter[ModemRemote] = Counter()
         self._waiting_since: dict[ModemRemote, float] = {}
         # Ids the modem has free, as last listed (AT+GTCOAPOPEN?) and kept up to date by
@@ -144,6 +148,7 @@ class InstancePool:
             if not self._waiting[remote]:
                 del self._waiting[remote]
                 del self._waiting_since[remote]
+                self._room_changed.pop(remote, None)
                 # The remote that went first may leave without taking the room.
                 self._signal()
 
@@ -157,7 +162,7 @@ class InstancePool:
                 return instance
             if not still_needed():
                 return None
-            changed = self._changed
+            changed = self._room_changed.setdefault(remote, asyncio.Event())
             if self._first_in_line(remote):
                 async with self._capacity_lock:
                     if self.current(remote) is None and await self._make_room():
@@ -172,13 +177,18 @@ class InstancePool:
                     await changed.wait()
 
     def _first_in_line(self, remote: ModemRemote) -> bool:
+        return self._first_waiting() == remote
+
+    def _first_waiting(self) -> ModemRemote | None:
+        if not self._waiting:
+            return None
         now = time.monotonic()
 
         def rank(waiting: ModemRemote) -> tuple[bool, int, float]:
             waited = now - self._waiting_since[waiting]
             return (waited >= _WAIT_AGED, self._queued(waiting), waited)
 
-        return max(self._waiting, key=rank) == remote
+        return max(self._waiting, key=rank)
 
     def invalidate(self, remote: ModemRemote, coap_id: int) -> None:
         """Forget an instance the modem no longer accepts (a reset we have not heard of yet)."""
@@ -322,3 +332,7 @@ class InstancePool:
     def _signal(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+        first = self._first_waiting()
+        room_changed = None if first is None else self._room_changed.pop(first, None)
+        if room_changed is not None:
+            room_changed.set()
