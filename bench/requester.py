@@ -28,6 +28,7 @@ from paho.mqtt.properties import Properties
 from bench.stack import StackError
 
 SUBSCRIBE_TIMEOUT = 10.0
+HEALTH_FILTER = "coap-bridge/+/health"
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,16 @@ class Requester:
         self._client.max_queued_messages_set(0)
         self._client.connect(host, int(port), keepalive=30)
         self._client.loop_start()
-        self._client.subscribe(
-            [(reply_filter, 1), ("coap-bridge/+/status", 1), ("coap-bridge/+/health", 1)]
-        )
+        self._client.subscribe([(reply_filter, 1), ("coap-bridge/+/status", 1), (HEALTH_FILTER, 1)])
         if not self._subscribed.wait(SUBSCRIBE_TIMEOUT):
             raise StackError(f"the requester got no SUBACK from the broker at {address}")
+
+    def reread_health(self) -> None:
+        """Subscribe to the health topics again, for each gateway's retained health: the
+        broker's stored copy, current even when a live one went missing between the
+        cluster's nodes."""
+        self._client.unsubscribe(HEALTH_FILTER)
+        self._client.subscribe(HEALTH_FILTER, 1)
 
     def close(self) -> None:
         self._client.disconnect()

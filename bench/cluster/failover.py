@@ -113,9 +113,16 @@ def run_failover(workdir: Path, plan: FailoverPlan) -> FailoverReport:
             }
 
         # A gateway publishes its health on each connect, at most one per health_min_gap,
-        # so the one naming the new node can land after the last answer: wait for it.
+        # so the one naming the new node can land after the last answer: wait for it. A
+        # live copy can also go missing between the cluster's nodes (seen under load: the
+        # gateway's node acknowledged it, the requester's node never delivered it), so
+        # the retained copies are read again once a second meanwhile.
         deadline = time.monotonic() + HEALTH_AFTER_FAILOVER
+        reread = time.monotonic() + 1.0
         while killed_node in brokers_named().values() and time.monotonic() < deadline:
+            if time.monotonic() >= reread:
+                requester.reread_health()
+                reread += 1.0
             time.sleep(0.05)
         brokers_after = brokers_named()
         return FailoverReport(
