@@ -96,7 +96,7 @@ class Delivered:
     def cache_entry(self, digest: bytes) -> bytes:
         """The request's digest and this answer, deflated, as one bytes object: about 100
         bytes for a small answer instead of 450 as a tuple of the digest and the JSON."""
-        kind = (self.error_kind or "").encode("ascii")
+        kind = (self.error_kind or "").encode()
         packer = _CACHE_PACKER.copy()
         deflated = packer.compress(self.payload) + packer.flush()
         return b"".join((bytes((len(digest), len(kind))), digest, kind, deflated))
@@ -106,7 +106,7 @@ class Delivered:
         """The digest and the answer a `cache_entry()` holds."""
         digest_end = 2 + entry[0]
         kind_end = digest_end + entry[1]
-        kind = entry[digest_end:kind_end].decode("ascii") or None
+        kind = entry[digest_end:kind_end].decode() or None
         unpacker = zlib.decompressobj(_CACHE_WBITS, _CACHE_ZDICT)
         payload = unpacker.decompress(entry[kind_end:]) + unpacker.flush()
         return entry[2:digest_end], cls(payload, kind)
