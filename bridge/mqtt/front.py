@@ -68,9 +68,8 @@ class RequestFront(Generic[RequestT]):
         self._info = InfoPublisher(client, settings.base_topic)
         self._base = settings.base_topic
         self._slots = asyncio.Semaphore(settings.max_in_flight)
-        # Keyed by id, with the digest of the request the answer belongs to; responses
-        # are cached as their bare payload (most entries, no wrapper), errors with their
-        # kind.
+        # Keyed by id: the digest of the request the answer belongs to and the answer, in
+        # one bytes object (`Delivered.cache_entry`).
         self._cache: AnswerCache[bytes] = AnswerCache(
             settings.dedupe_window, settings.dedupe_max_entries
         )
