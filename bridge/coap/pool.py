@@ -162,7 +162,9 @@ class InstancePool:
                 return instance
             if not still_needed():
                 return None
-            changed = self._room_changed.setdefault(remote, asyncio.Event())
+            changed = self._room_changed.get(remote)
+            if changed is None:
+                changed = self._room_changed[remote] = asyncio.Event()
             if self._first_in_line(remote):
                 async with self._capacity_lock:
                     if self.current(remote) is None and await self._make_room():
